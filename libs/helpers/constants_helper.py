@@ -1,0 +1,250 @@
+"""Configuration: one typed, validated object built once from the environment.
+
+Nothing else in the service reads ``os.environ``. ``get_settings()`` builds the
+object at cold start and keeps it for the life of the container; a missing or
+malformed value raises :class:`~libs.errors.ConfigError` naming the variable,
+which stops the function before it takes a message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import quote_plus
+
+from libs.errors import ConfigError
+
+#: The seven signals of SPEC section 2, in the order they are reported.
+SIGNALS: tuple[str, ...] = (
+    "latest_price",
+    "market_cap_score",
+    "liquidity_risk_score",
+    "volatility_risk_score",
+    "volume",
+    "market_cap",
+    "volatility_index",
+)
+
+EMBEDDED_URI_SCHEME = "mongomock://"
+EMBEDDED_DEFAULT_DATABASE = "risk"
+EMBEDDED_DEFAULT_COLLECTION = "coingecko_onchain_scores"
+
+DEFAULTS: dict[str, str] = {
+    "MONGODB_READ_BACKEND": "driver",
+    "QUANTILE_DEVIATION_LIMIT": "1.5",
+    "ANOMALY_PERIODS": "3,7,30",
+    "ANOMALY_MIN_OBSERVATIONS": "4",
+    "ANOMALY_LATEST_LOOKBACK_HOURS": "24",
+    "ANOMALY_MAX_RANGE_DAYS": "31",
+    "ANOMALY_TIME_MARGIN_MS": "15000",
+    "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "5000",
+    "MONGODB_CONNECT_TIMEOUT_MS": "5000",
+    "MONGODB_SOCKET_TIMEOUT_MS": "60000",
+    "MONGODB_DATA_API_TIMEOUT_MS": "10000",
+    "POWERTOOLS_METRICS_NAMESPACE": "CryptoRiskAnomaly",
+    "POWERTOOLS_SERVICE_NAME": "crypto-risk-anomaly",
+}
+
+MAX_PERIOD_DAYS = 365
+READ_BACKENDS = ("driver", "data_api")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, validated.
+
+    ``mongodb_uri`` and ``data_api_key`` are secrets: they are excluded from
+    ``repr`` so that no log line or traceback can print them.
+    """
+
+    mongodb_uri: str = field(repr=False)
+    database: str
+    collection: str
+    read_backend: str = "driver"
+    deviation_limit: float = 1.5
+    periods_days: tuple[int, ...] = (3, 7, 30)
+    min_observations: int = 4
+    latest_lookback_hours: int = 24
+    max_range_days: int = 31
+    time_margin_ms: int = 15_000
+    server_selection_timeout_ms: int = 5_000
+    connect_timeout_ms: int = 5_000
+    socket_timeout_ms: int = 60_000
+    data_api_url: str | None = None
+    data_api_key: str | None = field(default=None, repr=False)
+    data_source: str | None = None
+    data_api_timeout_ms: int = 10_000
+    metrics_namespace: str = "CryptoRiskAnomaly"
+    service_name: str = "crypto-risk-anomaly"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the store is the in-memory mongomock one (local runs, tests)."""
+        return self.mongodb_uri.startswith(EMBEDDED_URI_SCHEME)
+
+    @property
+    def store_description(self) -> str:
+        """Where the scores live, safe to log: no credentials, no full URI."""
+        return f"{redact_uri(self.mongodb_uri)} {self.database}.{self.collection}"
+
+
+def redact_uri(uri: str) -> str:
+    """Scheme and host of a MongoDB URI, without credentials, path or options."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "<unparseable uri>"
+    hosts = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return f"{scheme}://{hosts}" if hosts else f"{scheme}://"
+
+
+def build_atlas_uri(host: str, user: str, password: str) -> str:
+    """The ``mongodb+srv://`` URI for an Atlas host, credentials URL-escaped.
+
+    ``mongodb+srv`` turns TLS on by default; it is also stated so that a reader
+    of the URI (never logged) can see it.
+    """
+    return (
+        f"mongodb+srv://{quote_plus(user)}:{quote_plus(password)}@{host}/"
+        "?tls=true&retryWrites=true&w=majority"
+    )
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int | None = None) -> int:
+    raw = _text(env, name) or DEFAULTS[name]
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(name, f"must be {bound}, got {value}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str) -> float:
+    raw = _text(env, name) or DEFAULTS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(name, f"must be a finite number above 0, got {raw!r}")
+    return value
+
+
+def _periods(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = _text(env, name) or DEFAULTS[name]
+    periods: set[int] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part.isdigit() or not 1 <= int(part) <= MAX_PERIOD_DAYS:
+            raise ConfigError(
+                name, f"must be a comma-separated list of whole days from 1 to {MAX_PERIOD_DAYS}, got {raw!r}"
+            )
+        periods.add(int(part))
+    return tuple(sorted(periods))
+
+
+def _connection(env: Mapping[str, str]) -> str:
+    uri = _text(env, "MONGODB_URI")
+    if uri is not None:
+        if "://" not in uri:
+            raise ConfigError("MONGODB_URI", "must be a connection string such as mongodb+srv://… or mongomock://")
+        return uri
+    host = _text(env, "MONGODB_RSKYCLUSTER_HOST")
+    user = _text(env, "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME")
+    password = env.get("MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD") or None
+    if host is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_HOST", "is required when MONGODB_URI is not set")
+    if any(ch in host for ch in "/@:?#") or any(ch.isspace() for ch in host):
+        raise ConfigError("MONGODB_RSKYCLUSTER_HOST", "must be a bare host name such as cluster0.abcde.mongodb.net")
+    if user is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_DATABASE_USER_NAME", "is required when MONGODB_URI is not set")
+    if password is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD", "is required when MONGODB_URI is not set")
+    return build_atlas_uri(host, user, password)
+
+
+def _data_api(env: Mapping[str, str]) -> dict[str, str]:
+    key = env.get("MONGODB_RSKYCLUSTER_DATA_API_KEY") or None
+    source = _text(env, "MONGODB_RSKYCLUSTER_DATA_SOURCE")
+    url = _text(env, "MONGODB_DATA_API_URL")
+    if url is None:
+        region = _text(env, "MONGODB_RSKYCLUSTER_REGION")
+        app_id = _text(env, "MONGODB_RSKYCLUSTER_DATA_API_APP_ID")
+        if region is None:
+            raise ConfigError("MONGODB_RSKYCLUSTER_REGION", "is required by the data_api backend unless MONGODB_DATA_API_URL is set")
+        if app_id is None:
+            raise ConfigError("MONGODB_RSKYCLUSTER_DATA_API_APP_ID", "is required by the data_api backend unless MONGODB_DATA_API_URL is set")
+        url = f"https://{region}.aws.data.mongodb-api.com/app/{app_id}/endpoint/data/v1"
+    elif not url.startswith(("https://", "http://")):
+        raise ConfigError("MONGODB_DATA_API_URL", "must start with https:// (or http:// for a local endpoint)")
+    if key is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_DATA_API_KEY", "is required by the data_api backend")
+    if source is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_DATA_SOURCE", "is required by the data_api backend")
+    return {"data_api_url": url.rstrip("/"), "data_api_key": key, "data_source": source}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate :class:`Settings` from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    uri = _connection(env)
+    embedded = uri.startswith(EMBEDDED_URI_SCHEME)
+    database = _text(env, "MONGODB_RSKYCLUSTER_DATABASE") or (EMBEDDED_DEFAULT_DATABASE if embedded else None)
+    if database is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_DATABASE", "is required")
+    collection = _text(env, "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION") or (
+        EMBEDDED_DEFAULT_COLLECTION if embedded else None
+    )
+    if collection is None:
+        raise ConfigError("MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION", "is required")
+    backend = (_text(env, "MONGODB_READ_BACKEND") or DEFAULTS["MONGODB_READ_BACKEND"]).lower()
+    if backend not in READ_BACKENDS:
+        raise ConfigError("MONGODB_READ_BACKEND", f"must be one of {', '.join(READ_BACKENDS)}, got {backend!r}")
+    data_api = _data_api(env) if backend == "data_api" else {}
+    return Settings(
+        mongodb_uri=uri,
+        database=database,
+        collection=collection,
+        read_backend=backend,
+        deviation_limit=_positive_float(env, "QUANTILE_DEVIATION_LIMIT"),
+        periods_days=_periods(env, "ANOMALY_PERIODS"),
+        min_observations=_int(env, "ANOMALY_MIN_OBSERVATIONS", 1),
+        latest_lookback_hours=_int(env, "ANOMALY_LATEST_LOOKBACK_HOURS", 1),
+        max_range_days=_int(env, "ANOMALY_MAX_RANGE_DAYS", 1, 3650),
+        time_margin_ms=_int(env, "ANOMALY_TIME_MARGIN_MS", 0),
+        server_selection_timeout_ms=_int(env, "MONGODB_SERVER_SELECTION_TIMEOUT_MS", 1),
+        connect_timeout_ms=_int(env, "MONGODB_CONNECT_TIMEOUT_MS", 1),
+        socket_timeout_ms=_int(env, "MONGODB_SOCKET_TIMEOUT_MS", 1),
+        data_api_timeout_ms=_int(env, "MONGODB_DATA_API_TIMEOUT_MS", 1),
+        metrics_namespace=_text(env, "POWERTOOLS_METRICS_NAMESPACE") or DEFAULTS["POWERTOOLS_METRICS_NAMESPACE"],
+        service_name=_text(env, "POWERTOOLS_SERVICE_NAME") or DEFAULTS["POWERTOOLS_SERVICE_NAME"],
+        **data_api,
+    )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The container's settings, built from ``os.environ`` on first use (cold start)."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and local commands that change the environment)."""
+    global _settings
+    _settings = None
