@@ -9,7 +9,13 @@ Compatibility shim: pymongo ≥ 4.11 passes ``sort=`` to the bulk builder's
 ``add_update`` and mongomock 4.3.0 does not accept it, so ``bulk_write`` with
 ``UpdateOne`` raises ``TypeError``. :func:`_accept_sort_in_bulk_updates` adds
 the keyword (refusing any real sort, which we never send) to mongomock only;
-production pymongo is untouched. ``tests/helpers/test_embedded_store.py``
+production pymongo is untouched.
+
+Speed shim: mongomock answers every filter by scanning the whole collection,
+so a bulk write of n updates by ``_id`` costs n full scans (minutes for a
+demo-sized backfill). :func:`_look_up_by_id` answers a filter that is exactly
+``{"_id": <value>}`` from mongomock's own id-keyed store instead; every other
+filter takes mongomock's path unchanged. ``tests/helpers/test_embedded_store.py``
 fails once mongomock accepts ``sort`` itself, to say the shim can go.
 """
 
@@ -40,6 +46,25 @@ def _accept_sort_in_bulk_updates() -> None:
     BulkOperationBuilder.add_update = add_update
 
 
+def _look_up_by_id() -> None:
+    from mongomock.collection import Collection
+
+    original = Collection._iter_documents
+    if getattr(original, "_looks_up_by_id", False):
+        return
+
+    @functools.wraps(original)
+    def _iter_documents(self: Any, filter: Any) -> Any:
+        if isinstance(filter, dict) and len(filter) == 1 and "_id" in filter:
+            doc_id = filter["_id"]
+            if not isinstance(doc_id, (dict, list)):
+                return iter([self._store[doc_id]] if doc_id in self._store else [])
+        return original(self, filter)
+
+    _iter_documents._looks_up_by_id = True  # type: ignore[attr-defined]
+    Collection._iter_documents = _iter_documents
+
+
 def embedded_client() -> Any:
     """The process's one mongomock client (created, and shimmed, on first use)."""
     global _client
@@ -47,6 +72,7 @@ def embedded_client() -> Any:
         import mongomock
 
         _accept_sort_in_bulk_updates()
+        _look_up_by_id()
         _client = mongomock.MongoClient(tz_aware=False)
     return _client
 

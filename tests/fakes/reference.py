@@ -1,0 +1,65 @@
+"""An independent reference for the model: plain Python filters and np.percentile per window.
+
+Deliberately naive (one window at a time, straight from documents) so that it
+shares nothing with the vectorised model it checks.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import numpy as np
+from bson.decimal128 import Decimal128
+
+
+def usable_number(value: Any) -> float | None:
+    """The value as a float when SPEC section 2 calls it a number, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal128):
+        try:
+            value = float(value.to_decimal())
+        except (ValueError, OverflowError):
+            return None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def expected_entry(
+    documents: Iterable[dict[str, Any]],
+    coin_id: str,
+    timestamp: datetime,
+    value: float,
+    signal: str,
+    period_days: int,
+    k: float,
+    min_observations: int,
+) -> dict[str, Any]:
+    """What SPEC section 5 says is written at ``anomalies.<signal>.<P>d`` for this observation."""
+    start = timestamp - timedelta(days=period_days)
+    window = [
+        number
+        for doc in documents
+        if doc.get("coin_id") == coin_id
+        and isinstance(doc.get("timestamp"), datetime)
+        and start < doc["timestamp"] <= timestamp
+        and (number := usable_number(doc.get(signal))) is not None
+    ]
+    entry: dict[str, Any] = {"value": value, "n": len(window), "k": k}
+    if len(window) < min_observations:
+        entry.update(is_anomaly=None, q1=None, q3=None, lower=None, upper=None)
+        return entry
+    q1, q3 = np.percentile(np.array(window), [25, 75])
+    lower, upper = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    entry.update(
+        is_anomaly=bool(value < lower or value > upper), q1=float(q1), q3=float(q3),
+        lower=float(lower), upper=float(upper),
+    )
+    return entry
