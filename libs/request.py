@@ -133,7 +133,7 @@ def _dedupe(values: list[Any]) -> list[Any]:
 def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
     if "coin_ids" not in body:
         return None
-    values = _list(body, "coin_ids", MAX_COIN_IDS)
+    values = _list(body, "coin_ids")
     for position, value in enumerate(values):
         if not isinstance(value, str):
             raise InvalidRequest("coin_ids", f"entry {position} must be a string, got {_json_type(value)}")
@@ -141,7 +141,11 @@ def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
             raise InvalidRequest("coin_ids", f"entry {position} must not be empty")
         if len(value) > MAX_COIN_ID_CHARS:
             raise InvalidRequest("coin_ids", f"entry {position} is longer than {MAX_COIN_ID_CHARS} characters")
-    return tuple(_dedupe(values))
+    distinct = _dedupe(values)
+    if len(distinct) > MAX_COIN_IDS:
+        # Repeated entries count once (SPEC section 3), so the limit is on distinct coins.
+        raise InvalidRequest("coin_ids", f"must have at most {MAX_COIN_IDS} distinct entries, got {len(distinct)}")
+    return tuple(distinct)
 
 
 def _signals(body: dict[str, Any]) -> tuple[str, ...]:
@@ -192,8 +196,7 @@ def _parse_moment(body: dict[str, Any], key: str, date_means_end_of_day: bool) -
             day = date.fromisoformat(text)
         except ValueError:
             raise InvalidRequest(key, f"is not an ISO-8601 date or datetime: {_short(value)!r}") from None
-        start = datetime.combine(day, time())
-        return start + timedelta(days=1) - timedelta(microseconds=1) if date_means_end_of_day else start
+        return datetime.combine(day, time.max if date_means_end_of_day else time.min)
     if len(text) < 11 or text[10] not in "Tt ":
         raise InvalidRequest(key, f"is not an ISO-8601 date or datetime: {_short(value)!r}")
     try:

@@ -95,7 +95,19 @@ def redact_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return "<unparseable uri>"
-    hosts = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    # RFC 3986 reading (the authority ends at the first / ? #) and the reading of a
+    # pasted, unescaped password (the hosts follow the last @) must agree; when an
+    # @ in the options or a / in the password makes them differ, show no host at
+    # all rather than risk printing a piece of a secret.
+    authority = rest
+    for delimiter in "/?#":
+        authority = authority.split(delimiter, 1)[0]
+    hosts = authority.rpartition("@")[2]
+    after_last_at = rest.rpartition("@")[2]
+    for delimiter in "/?#":
+        after_last_at = after_last_at.split(delimiter, 1)[0]
+    if hosts != after_last_at:
+        return f"{scheme}://<redacted>"
     return f"{scheme}://{hosts}" if hosts else f"{scheme}://"
 
 
@@ -146,7 +158,7 @@ def _periods(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     periods: set[int] = set()
     for part in raw.split(","):
         part = part.strip()
-        if not part.isdigit() or not 1 <= int(part) <= MAX_PERIOD_DAYS:
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= MAX_PERIOD_DAYS:
             raise ConfigError(
                 name, f"must be a comma-separated list of whole days from 1 to {MAX_PERIOD_DAYS}, got {raw!r}"
             )
