@@ -43,11 +43,14 @@ DEFAULTS: dict[str, str] = {
     "MONGODB_CONNECT_TIMEOUT_MS": "5000",
     "MONGODB_SOCKET_TIMEOUT_MS": "60000",
     "MONGODB_DATA_API_TIMEOUT_MS": "10000",
+    "MONGODB_DATA_API_PAGE_SIZE": "5000",
     "POWERTOOLS_METRICS_NAMESPACE": "CryptoRiskAnomaly",
     "POWERTOOLS_SERVICE_NAME": "crypto-risk-anomaly",
 }
 
 MAX_PERIOD_DAYS = 365
+#: Largest Data API page: one response must stay a modest JSON body in the function's memory.
+MAX_DATA_API_PAGE_SIZE = 50_000
 READ_BACKENDS = ("driver", "data_api")
 
 
@@ -76,6 +79,7 @@ class Settings:
     data_api_key: str | None = field(default=None, repr=False)
     data_source: str | None = None
     data_api_timeout_ms: int = 10_000
+    data_api_page_size: int = 5_000
     metrics_namespace: str = "CryptoRiskAnomaly"
     service_name: str = "crypto-risk-anomaly"
 
@@ -239,6 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_ms=_int(env, "MONGODB_CONNECT_TIMEOUT_MS", 1),
         socket_timeout_ms=_int(env, "MONGODB_SOCKET_TIMEOUT_MS", 1),
         data_api_timeout_ms=_int(env, "MONGODB_DATA_API_TIMEOUT_MS", 1),
+        data_api_page_size=_int(env, "MONGODB_DATA_API_PAGE_SIZE", 1, MAX_DATA_API_PAGE_SIZE),
         metrics_namespace=_text(env, "POWERTOOLS_METRICS_NAMESPACE") or DEFAULTS["POWERTOOLS_METRICS_NAMESPACE"],
         service_name=_text(env, "POWERTOOLS_SERVICE_NAME") or DEFAULTS["POWERTOOLS_SERVICE_NAME"],
         **data_api,

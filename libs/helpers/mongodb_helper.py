@@ -113,9 +113,17 @@ class DriverReader:
             raise StoreUnavailable(f"reading history failed: {type(exc).__name__}: {exc}") from None
 
 
+def _data_api_reader(settings: Settings) -> Reader:
+    # Imported here so that requests is loaded only when this backend is configured.
+    from libs.helpers.data_api_helper import data_api_reader
+
+    return data_api_reader(settings)
+
+
 #: Read backends by ``MONGODB_READ_BACKEND``; each takes the settings and returns a Reader.
 READERS: dict[str, Callable[[Settings], Reader]] = {
     "driver": lambda settings: DriverReader(get_collection(settings)),
+    "data_api": _data_api_reader,
 }
 
 

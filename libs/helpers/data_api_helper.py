@@ -1,0 +1,259 @@
+"""The MongoDB Data API read backend (``MONGODB_READ_BACKEND=data_api``).
+
+Reads the scores over HTTPS with the Data API's ``find`` action and hands back
+documents exactly as the driver would (naive UTC datetimes, ``Decimal128``,
+NaN/±inf floats, ``ObjectId``, ``Int64``), so the model sees the same frame
+from either backend. Writes never come here: the Data API has no bulk write,
+so flags still go out through the driver (``mongodb_helper.write_updates``).
+
+This module is the only one that imports ``requests``, and it is imported only
+by the ``data_api`` factory in ``mongodb_helper.READERS``: the driver path of
+the function never loads it.
+
+Why it pages: an endpoint answers one ``find`` with a bounded number of
+documents. The reader sorts by ``(timestamp, _id)`` and asks for the documents
+after the last key it holds until a page comes back empty, so every document
+arrives exactly once however many share a timestamp and whatever cap the
+server applies below the requested ``limit``. The key assumes ``_id`` values
+of one BSON type (ObjectIds unless a producer chose otherwise): MongoDB's
+``$gt`` does not compare across types.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+from typing import Any
+
+import requests
+from bson import json_util
+from bson.errors import BSONError
+from bson.json_util import JSONOptions
+
+from libs.errors import StoreUnavailable
+from libs.helpers.constants_helper import Settings
+from libs.observability import logger, tracer
+
+#: Requests go out as relaxed Extended JSON: dates as {"$date": "…Z"}, ObjectIds as {"$oid": …}.
+REQUEST_JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS
+#: Answers decode as the driver decodes BSON: naive UTC datetimes, plain dicts.
+RESPONSE_JSON_OPTIONS = JSONOptions(tz_aware=False, document_class=dict)
+#: The page order; the pair is unique, so "after the last key" is well defined.
+PAGE_SORT = {"timestamp": 1, "_id": 1}
+#: Statuses worth another attempt: throttling and server-side failures.
+RETRIED_STATUSES = frozenset({429}) | frozenset(range(500, 600))
+#: How much of an error body goes into an error message.
+BODY_EXCERPT_CHARS = 200
+
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_BACKOFF_S = 0.25
+DEFAULT_MAX_BACKOFF_S = 4.0
+
+
+class DataApiReader:
+    """A :class:`~libs.helpers.mongodb_helper.Reader` over the Data API's ``find`` action.
+
+    One ``requests.Session`` per reader keeps the TLS connection open across
+    pages and invocations. Every request has a timeout (``data_api_timeout_ms``
+    for connecting and for each read); 429, 5xx, timeouts and dropped
+    connections are retried up to ``max_attempts`` times with exponential
+    backoff (jittered, capped at ``max_backoff_s``, a numeric ``Retry-After``
+    honoured within the cap). A message therefore waits at most about
+    ``max_attempts × timeout + Σ backoff`` per page before it fails.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+    ) -> None:
+        if not settings.data_api_url or not settings.data_api_key or not settings.data_source:
+            raise StoreUnavailable("the data_api backend needs its URL, key and data source configured")
+        tracer.patch(("requests",))  # X-Ray subsegments for each request; a no-op when tracing is off
+        self.endpoint = f"{settings.data_api_url}/action/find"
+        self._key = settings.data_api_key
+        self._namespace = {
+            "dataSource": settings.data_source,
+            "database": settings.database,
+            "collection": settings.collection,
+        }
+        self.page_size = settings.data_api_page_size
+        self._timeout_s = settings.data_api_timeout_ms / 1000
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"api-key": self._key, "Content-Type": "application/ejson", "Accept": "application/ejson"}
+        )
+
+    def __repr__(self) -> str:
+        return f"DataApiReader(endpoint={self.endpoint!r}, page_size={self.page_size})"
+
+    def close(self) -> None:
+        """Close the session's pooled connections."""
+        self._session.close()
+
+    def find(self, query: dict[str, Any], projection: dict[str, int]) -> list[dict[str, Any]]:
+        """Every document matching ``query``, paged by ``(timestamp, _id)``.
+
+        ``projection`` must keep ``_id`` and ``timestamp`` (the history query's
+        does): they are the page key.
+        """
+        documents: list[dict[str, Any]] = []
+        page_filter = query
+        last_key: tuple[datetime, Any] | None = None
+        pages = 0
+        while True:
+            page = self._find_page(page_filter, projection)
+            pages += 1
+            if not page:
+                break
+            documents.extend(page)
+            key = _page_key(page[-1])
+            if last_key is not None and not _after_key(key, last_key):
+                raise StoreUnavailable(
+                    "the Data API endpoint does not honour the find sort or filter: a page did not move past"
+                    " the previous one"
+                )
+            last_key = key
+            page_filter = after_key_filter(query, *key)
+        logger.debug("Data API find done", extra={"pages": pages, "documents": len(documents)})
+        return documents
+
+    def _find_page(self, page_filter: dict[str, Any], projection: dict[str, int]) -> list[dict[str, Any]]:
+        body = json_util.dumps(
+            {**self._namespace, "filter": page_filter, "projection": projection, "sort": PAGE_SORT,
+             "limit": self.page_size},
+            json_options=REQUEST_JSON_OPTIONS,
+        ).encode("utf-8")
+        failure = ""
+        for attempt in range(1, self._max_attempts + 1):
+            retry_after: float | None = None
+            try:
+                response = self._session.post(
+                    self.endpoint, data=body, timeout=self._timeout_s, allow_redirects=False
+                )
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                failure = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            except requests.RequestException as exc:
+                raise StoreUnavailable(f"Data API find failed: {type(exc).__name__}: {self._scrub(str(exc))}") from None
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._documents(response)
+                if status in (401, 403):
+                    raise StoreUnavailable(
+                        f"Data API refused the request (HTTP {status}): check MONGODB_RSKYCLUSTER_DATA_API_KEY and"
+                        " the key's access to the data source, database and collection"
+                    )
+                if status not in RETRIED_STATUSES:
+                    raise StoreUnavailable(f"Data API find failed: HTTP {status}: {self._excerpt(response)}")
+                failure = f"HTTP {status}: {self._excerpt(response)}"
+                retry_after = _retry_after_s(response)
+            if attempt < self._max_attempts:
+                delay = self._delay_s(attempt, retry_after)
+                logger.warning(
+                    "Data API find retried",
+                    extra={"attempt": attempt, "reason": failure, "retry_in_ms": round(delay * 1000)},
+                )
+                time.sleep(delay)
+        raise StoreUnavailable(f"Data API find failed after {self._max_attempts} attempts: {failure}")
+
+    def _delay_s(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._max_backoff_s)
+        ceiling = min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _documents(self, response: requests.Response) -> list[dict[str, Any]]:
+        # JSON is UTF-8 (RFC 8259); response.text would guess the charset of a large body instead.
+        try:
+            payload = json_util.loads(response.content.decode("utf-8"), json_options=RESPONSE_JSON_OPTIONS)
+        except (ValueError, TypeError, KeyError, OverflowError, BSONError) as exc:
+            raise StoreUnavailable(
+                f"Data API answered HTTP {response.status_code} with a body that is not Extended JSON"
+                f" ({type(exc).__name__}): {self._excerpt(response)}"
+            ) from None
+        documents = payload.get("documents") if isinstance(payload, dict) else None
+        if not isinstance(documents, list) or not all(isinstance(doc, dict) for doc in documents):
+            raise StoreUnavailable(
+                f"Data API answered without a list of documents: {self._excerpt(response)}"
+            )
+        return documents
+
+    def _excerpt(self, response: requests.Response) -> str:
+        text = response.content[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        return self._scrub(" ".join(text.split())[:BODY_EXCERPT_CHARS]) or "<empty body>"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the api key, in case an endpoint or library echoes it."""
+        return text.replace(self._key, "<api-key>") if self._key else text
+
+
+def _page_key(document: dict[str, Any]) -> tuple[datetime, Any]:
+    timestamp, doc_id = document.get("timestamp"), document.get("_id")
+    if not isinstance(timestamp, datetime) or doc_id is None:
+        raise StoreUnavailable("a Data API page ended with a document without a date timestamp and an _id")
+    return timestamp, doc_id
+
+
+def _after_key(key: tuple[datetime, Any], previous: tuple[datetime, Any]) -> bool:
+    try:
+        return key > previous
+    except TypeError:
+        raise StoreUnavailable(
+            f"cannot page by _id: the collection mixes _id types ({type(previous[1]).__name__},"
+            f" {type(key[1]).__name__})"
+        ) from None
+
+
+def after_key_filter(query: dict[str, Any], timestamp: datetime, doc_id: Any) -> dict[str, Any]:
+    """``query`` restricted to documents sorting after ``(timestamp, doc_id)``.
+
+    The ``$gte`` clause is implied by the ``$or``; it is there so that a
+    server intersects it with the query's own timestamp range and scans only
+    what is left of the index instead of the whole range on every page.
+    """
+    return {
+        "$and": [
+            query,
+            {"timestamp": {"$gte": timestamp}},
+            {"$or": [{"timestamp": {"$gt": timestamp}}, {"timestamp": timestamp, "_id": {"$gt": doc_id}}]},
+        ]
+    }
+
+
+def _retry_after_s(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+_cached: tuple[Settings, DataApiReader] | None = None
+
+
+def data_api_reader(settings: Settings) -> DataApiReader:
+    """The container's reader for these settings (one session reused across invocations)."""
+    global _cached
+    if _cached is not None and _cached[0] == settings:
+        return _cached[1]
+    reset_data_api_reader()
+    reader = DataApiReader(settings)
+    _cached = (settings, reader)
+    return reader
+
+
+def reset_data_api_reader() -> None:
+    """Close and forget the cached reader (tests, and after a configuration change)."""
+    global _cached
+    if _cached is not None:
+        _cached[1].close()
+    _cached = None
