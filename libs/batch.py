@@ -88,14 +88,16 @@ def _count_messages(*, processed: int, failed: int) -> None:
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=failed)
 
 
+#: The ``failure`` field of a failure's log line, by error class; anything else is ``error``.
+FAILURE_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (InvalidRequest, "invalid"),
+    (TimeBudgetExhausted, "time_budget"),
+    (StoreUnavailable, "store"),
+)
+
+
 def _failure_kind(exc: Exception) -> str:
-    if isinstance(exc, InvalidRequest):
-        return "invalid"
-    if isinstance(exc, TimeBudgetExhausted):
-        return "time_budget"
-    if isinstance(exc, StoreUnavailable):
-        return "store"
-    return "error"
+    return next((kind for error, kind in FAILURE_KINDS if isinstance(exc, error)), "error")
 
 
 def _log_failure(message_id: str, exc: Exception) -> None:

@@ -100,6 +100,20 @@ class Run:
         return [line for line in self.lines(invocation) if "_aws" in line]
 
 
+def _run_process(tmp_path: Path, invocations: list[dict[str, Any]], env: dict[str, str]
+                 ) -> tuple[subprocess.CompletedProcess, list[bytes], list[dict[str, Any]]]:
+    """The invocations in a Lambda-like process whose X-Ray daemon is a UDP socket of ours."""
+    spec = tmp_path / "invocations.json"
+    spec.write_text(json.dumps(invocations))
+    with XRayDaemon() as daemon:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.fakes.lambda_invoke", str(spec)], cwd=REPO,
+            env=_lambda_env(POWERTOOLS_METRICS_NAMESPACE=NAMESPACE, AWS_XRAY_DAEMON_ADDRESS=daemon.address, **env),
+            capture_output=True, text=True, timeout=240,
+        )
+    return result, daemon.datagrams, daemon.entities()
+
+
 def run_lambda(tmp_path: Path, invocations: list[dict[str, Any]], documents: list[dict[str, Any]],
                userinfo: str = "", **env: str) -> Run:
     """Seed a loopback MongoDB, run the invocations in a Lambda-like process, and collect every output.
@@ -110,21 +124,14 @@ def run_lambda(tmp_path: Path, invocations: list[dict[str, Any]], documents: lis
     client = embedded_client()
     if documents:
         client[DATABASE][COLLECTION].insert_many(documents)
-    spec = tmp_path / "invocations.json"
-    spec.write_text(json.dumps(invocations))
     try:
-        with WireMongoServer(client) as server, XRayDaemon() as daemon:
+        with WireMongoServer(client) as server:
             uri = server.uri.replace("//", f"//{userinfo}@") if userinfo else server.uri
-            base = {"MONGODB_URI": uri, "MONGODB_RSKYCLUSTER_DATABASE": DATABASE,
-                    "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION,
-                    "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE, "AWS_XRAY_DAEMON_ADDRESS": daemon.address}
-            result = subprocess.run(
-                [sys.executable, "-m", "tests.fakes.lambda_invoke", str(spec)],
-                cwd=REPO, env=_lambda_env(**{**base, **env}), capture_output=True, text=True, timeout=240,
-            )
-            port = server.port
-        return Run(result.returncode, result.stdout, result.stderr, daemon.datagrams, daemon.entities(),
-                   server.commands, list(client[DATABASE][COLLECTION].find({})), port)
+            store = {"MONGODB_URI": uri, "MONGODB_RSKYCLUSTER_DATABASE": DATABASE,
+                     "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION}
+            result, datagrams, entities = _run_process(tmp_path, invocations, {**store, **env})
+        return Run(result.returncode, result.stdout, result.stderr, datagrams, entities,
+                   server.commands, list(client[DATABASE][COLLECTION].find({})), server.port)
     finally:
         reset_embedded_store()
 
@@ -507,3 +514,39 @@ def test_traced_passes_exceptions_through_when_tracing_is_off():
         with traced("## anything") as subsegment:
             annotate(subsegment, request_id="r", observations=3)
             raise InvalidRequest("periods", "must be a list")
+
+
+# -- a real server, when there is one -----------------------------------------
+
+
+@pytest.mark.mongodb
+@pytest.mark.skipif(not os.environ.get("MONGODB_TEST_URI"), reason="needs a real server: set MONGODB_TEST_URI")
+def test_on_a_real_server_every_command_is_a_subsegment(tmp_path):
+    from pymongo import MongoClient
+
+    # given a real server holding a few coins
+    client = MongoClient(os.environ["MONGODB_TEST_URI"], serverSelectionTimeoutMS=5000)
+    database = "crypto_risk_anomaly_xray_test"
+    client.drop_database(database)
+    documents, _ = synthetic_documents(coins=3, days=3, per_day=4, end=END, seed=6)
+    client[database][COLLECTION].insert_many(documents)
+    try:
+        # when a message is processed in a Lambda-like process against it
+        env = {"MONGODB_URI": os.environ["MONGODB_TEST_URI"], "MONGODB_RSKYCLUSTER_DATABASE": database,
+               "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION}
+        result, _, entities = _run_process(tmp_path, _invocations([sqs_record({"as_of": END.isoformat()}, "msg-0")]),
+                                           env)
+        assert result.returncode == 0, result.stderr
+
+        # then the find sits under ## load and the update under ## write, named after the database
+        root, parent = TRACES[0]
+        handler_segment = _one([e for e in entities if e["name"] == "## handler" and e["parent_id"] == parent])
+        message = _one(children(entities, handler_segment, "## message"))
+        load = _one(children(entities, message, "## load"))
+        write = _one(children(entities, message, "## write"))
+        assert [s["annotations"]["mongodb_command_name"] for s in children(entities, load)] == ["find"]
+        assert [s["annotations"]["mongodb_command_name"] for s in children(entities, write)] == ["update"]
+        assert all(s["name"].startswith(f"{database}@") for s in children(entities, load) + children(entities, write))
+    finally:
+        client.drop_database(database)
+        client.close()

@@ -6,8 +6,8 @@ monitoring, and through it aws-xray-sdk's pymongo patch) ever fires against
 it. This endpoint closes that gap honestly: a real ``MongoClient`` connects
 to 127.0.0.1 over TCP, performs its handshake and sends real ``OP_MSG``
 commands, which are answered from a mongomock collection. Only what the
-service sends is implemented (``hello``, ``ping``, ``find``, ``insert``,
-``update``, ``createIndexes``, ``endSessions``); authentication is always
+service and its tests send is implemented (``hello``, ``ping``, ``find``,
+``insert``, ``update``, ``createIndexes``, ``dropDatabase``, ``endSessions``); authentication is always
 refused, so a configuration with credentials meets a real auth failure.
 
 Every command received is recorded with the number of documents it returned
@@ -167,6 +167,10 @@ class WireMongoServer:
             matched += result.matched_count
             modified += result.modified_count
         return {"n": matched, "nModified": modified, "ok": 1.0}, collection.name, matched
+
+    def _cmd_dropdatabase(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, None, int]:
+        self.client.drop_database(database)
+        return {"ok": 1.0}, None, 0
 
     def _cmd_createindexes(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, str, int]:
         collection = self._collection(command, database)
