@@ -496,12 +496,12 @@ def test_log_lines_about_a_message_carry_its_ids_and_nothing_leaks_to_the_next(
     # then the failure line carries the request_id it had reached, the next message its own ids only
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ["m-1", "m-3"]
     lines = json_logs.lines()
-    assert [(l["message_id"], l.get("request_id"), l["message"]) for l in lines] == [
+    assert [(line["message_id"], line.get("request_id"), line["message"]) for line in lines] == [
         ("m-1", "first", "message failed"),
         ("m-2", "m-2", "message processed"),
         ("m-3", None, "message rejected"),
     ]
-    assert all(l["function_request_id"] == lambda_context.aws_request_id for l in lines)
+    assert all(line["function_request_id"] == lambda_context.aws_request_id for line in lines)
     assert lines[0]["failure"] == "store" and "AutoReconnect" in lines[0]["reason"]
     assert not set(logger.get_current_keys()) & {"message_id", "request_id"}
 
