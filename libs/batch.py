@@ -6,20 +6,24 @@ needs closed here: an event that is not an SQS batch raises
 empty failure list; and a batch in which every record failed still answers
 (``raise_on_entire_batch_failure=False``) instead of raising.
 
-Every failure is logged here, once, with the messageId and the reason; a
+Every failure is logged here, once, with the messageId, a ``failure`` kind
+(``invalid``, ``time_budget``, ``store``, ``error``) and the reason; a
 message whose turn comes when less than ``ANOMALY_TIME_MARGIN_MS`` remains is
-not started and is listed, so SQS delivers it again.
+not started and is listed, so SQS delivers it again. Every line written while
+a record is processed carries its messageId, and the invocation's
+``MessagesProcessed`` and ``MessagesFailed`` metrics are counted here.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from libs.errors import InvalidRequest, NotAnSqsEvent, TimeBudgetExhausted
-from libs.observability import logger
+from libs.errors import InvalidRequest, NotAnSqsEvent, StoreUnavailable, TimeBudgetExhausted
+from libs.observability import logger, message_context, metrics
 
 PartialBatchResponse = dict[str, list[dict[str, str]]]
 RecordHandler = Callable[[SQSRecord], Any]
@@ -50,34 +54,61 @@ def process_sqs_batch(
     event: Any, context: Any, record_handler: RecordHandler, *, time_margin_ms: int
 ) -> PartialBatchResponse:
     """Run ``record_handler`` on every record; answer with the partial batch response."""
-    records = check_sqs_event(event)
+    try:
+        records = check_sqs_event(event)
+    except NotAnSqsEvent:
+        metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+        raise
     if not records:
+        _count_messages(processed=0, failed=0)
         return {"batchItemFailures": []}
 
     def guarded(record: SQSRecord) -> Any:
-        remaining = _remaining_ms(context)
-        try:
-            if remaining is not None and remaining < time_margin_ms:
-                raise TimeBudgetExhausted(
-                    f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={time_margin_ms}"
-                )
-            return record_handler(record)
-        except Exception as exc:
-            _log_failure(record.message_id, exc)
-            raise
+        with message_context(record.message_id):
+            remaining = _remaining_ms(context)
+            try:
+                if remaining is not None and remaining < time_margin_ms:
+                    raise TimeBudgetExhausted(
+                        f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={time_margin_ms}"
+                    )
+                return record_handler(record)
+            except Exception as exc:
+                _log_failure(record.message_id, exc)
+                raise
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=guarded, processor=processor, context=context)
+    response = process_partial_response(event=event, record_handler=guarded, processor=processor, context=context)
+    failed = len(response["batchItemFailures"])
+    _count_messages(processed=len(records) - failed, failed=failed)
+    return response
+
+
+def _count_messages(*, processed: int, failed: int) -> None:
+    metrics.add_metric(name="MessagesProcessed", unit=MetricUnit.Count, value=processed)
+    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=failed)
+
+
+#: The ``failure`` field of a failure's log line, by error class; anything else is ``error``.
+FAILURE_KINDS: tuple[tuple[type[Exception], str], ...] = (
+    (InvalidRequest, "invalid"),
+    (TimeBudgetExhausted, "time_budget"),
+    (StoreUnavailable, "store"),
+)
+
+
+def _failure_kind(exc: Exception) -> str:
+    return next((kind for error, kind in FAILURE_KINDS if isinstance(exc, error)), "error")
 
 
 def _log_failure(message_id: str, exc: Exception) -> None:
+    failure = {"message_id": message_id, "failure": _failure_kind(exc)}
     if isinstance(exc, InvalidRequest):
-        logger.error("message rejected", extra={"message_id": message_id, "reason": str(exc), "key": exc.key})
+        logger.error("message rejected", extra={**failure, "reason": str(exc), "key": exc.key})
     elif isinstance(exc, TimeBudgetExhausted):
-        logger.warning("message left for retry", extra={"message_id": message_id, "reason": str(exc)})
+        logger.warning("message left for retry", extra={**failure, "reason": str(exc)})
     else:
         logger.error(
             "message failed",
-            extra={"message_id": message_id, "reason": f"{type(exc).__name__}: {exc}"},
-            exc_info=not isinstance(exc, Exception) or type(exc).__module__ != "libs.errors",
+            extra={**failure, "reason": f"{type(exc).__name__}: {exc}"},
+            exc_info=type(exc).__module__ != "libs.errors",
         )

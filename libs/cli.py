@@ -8,6 +8,8 @@ commands can be driven from Python.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from collections import Counter
@@ -93,7 +95,8 @@ def _demo(args: argparse.Namespace) -> int:
         {"periods": [3.0], "request_id": "demo-invalid"},
     ]
     event = {"Records": [_record(body, f"demo-{i}") for i, body in enumerate(bodies)]}
-    response = handler.handler(event, LocalContext())
+    with contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO()):
+        response = handler.handler(event, LocalContext())  # quiet: its EMF metric lines are for CloudWatch
     failed = [item["itemIdentifier"] for item in response["batchItemFailures"]]
     print(f"sent {len(bodies)} messages; failed (to be retried, then dead-lettered): {failed or 'none'}")
 
@@ -139,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--coins", type=int, default=12, help="synthetic coins to seed (default 12)")
     demo.add_argument("--per-day", type=int, default=6, help="observations per coin per day (default 6)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic data")
-    demo.add_argument("--verbose", action="store_true", help="show the function's JSON log lines")
+    demo.add_argument("--verbose", action="store_true", help="show the function's JSON log lines and EMF metrics")
     demo.set_defaults(run=_demo)
 
     invoke = commands.add_parser("invoke", help="one handler call on a saved event; prints the response")

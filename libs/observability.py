@@ -1,16 +1,141 @@
-"""The one home of logging and tracing: every module imports these objects.
+"""The one home of logging, tracing and metrics: every module imports these objects.
 
-Outside Lambda (no ``LAMBDA_TASK_ROOT``) Powertools' tracer disables itself,
-so local runs and tests are quiet. Only pymongo is patched at cold start;
-``requests`` is patched by the Data API reader, which is the only code that
-imports it.
+- ``logger``: Powertools' JSON logger. :func:`message_context` puts the SQS
+  messageId (and, once known, the ``request_id``) on every line about a
+  message and takes them off afterwards.
+- ``tracer``: Powertools' X-Ray tracer. Outside Lambda (no
+  ``LAMBDA_TASK_ROOT``) it disables the SDK, so local runs and tests are
+  quiet. Only pymongo is patched at cold start (every MongoDB command becomes
+  a subsegment); ``requests`` is patched by the Data API reader, the only code
+  that imports it. :func:`traced` opens our own subsegments.
+- ``metrics``: Powertools' CloudWatch embedded metric format (EMF), one blob
+  per invocation with the ``service`` dimension; :data:`signal_metrics` adds
+  one blob per signal with a ``signal`` dimension. :func:`publish_metrics`
+  flushes both (and the cold-start metric) when the handler returns.
+
+The namespace comes from configuration (:func:`configure`, at cold start).
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Tracer
+import functools
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from libs.errors import InvalidRequest
+from libs.helpers.constants_helper import DEFAULTS, Settings
 
 SERVICE_NAME = "crypto-risk-anomaly"
+#: Log keys that belong to one message; removed when the message is done.
+MESSAGE_LOG_KEYS = ("message_id", "request_id")
 
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME, patch_modules=("pymongo",))
+metrics = Metrics(service=SERVICE_NAME, namespace=DEFAULTS["POWERTOOLS_METRICS_NAMESPACE"])
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def configure(settings: Settings) -> None:
+    """Apply the configuration that observability needs (the metrics namespace); called at cold start."""
+    metrics.namespace = settings.metrics_namespace
+
+
+@contextmanager
+def message_context(message_id: str) -> Iterator[None]:
+    """Every log line written inside carries ``message_id`` (and ``request_id`` after :func:`tag_request`)."""
+    logger.append_keys(message_id=message_id)
+    try:
+        yield
+    finally:
+        logger.remove_keys(MESSAGE_LOG_KEYS)
+
+
+def tag_request(request_id: str) -> None:
+    """From here until the message is done, log lines also carry its ``request_id``."""
+    logger.append_keys(request_id=request_id)
+
+
+class _Untraced:
+    """Stands in for a subsegment when the SDK could not open one: annotations go nowhere."""
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+
+@contextmanager
+def traced(name: str) -> Iterator[Any]:
+    """An X-Ray subsegment around a block; yields it for annotations.
+
+    A rejected request is the producer's error, not ours: its subsegment is
+    marked ``error`` (X-Ray's client-error flag) instead of ``fault``, so a
+    fault filter or alarm shows only what ops must act on.
+    """
+    recorder = tracer.provider
+    subsegment = recorder.begin_subsegment(name)
+    if subsegment is None:
+        yield _Untraced()
+        return
+    try:
+        yield subsegment
+    except Exception as exc:
+        subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__, limit=recorder.max_trace_back))
+        if isinstance(exc, InvalidRequest):
+            subsegment.fault = False
+            subsegment.add_error_flag()
+        raise
+    finally:
+        recorder.end_subsegment()
+
+
+def annotate(subsegment: Any, **annotations: str | int | float | bool) -> None:
+    """Annotations (indexed, filterable in the X-Ray console) on one subsegment."""
+    for key, value in annotations.items():
+        subsegment.put_annotation(key, value)
+
+
+class SignalMetrics:
+    """Metrics with a ``signal`` dimension: one EMF blob per signal, published with the invocation's.
+
+    Powertools' ``Metrics`` holds one dimension set per blob, so per-signal
+    values get their own ``EphemeralMetrics`` each (same namespace and service).
+    """
+
+    def __init__(self) -> None:
+        self._by_signal: dict[str, EphemeralMetrics] = {}
+
+    def add(self, signal: str, name: str, unit: MetricUnit, value: float) -> None:
+        blob = self._by_signal.get(signal)
+        if blob is None:
+            blob = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
+            blob.add_dimension(name="signal", value=signal)
+            self._by_signal[signal] = blob
+        blob.add_metric(name=name, unit=unit, value=value)
+
+    def flush(self) -> None:
+        blobs, self._by_signal = self._by_signal, {}
+        for blob in blobs.values():
+            blob.flush_metrics()
+
+
+signal_metrics = SignalMetrics()
+
+
+def publish_metrics(handler: Handler) -> Handler:
+    """Decorator: print the invocation's EMF blobs (and ``ColdStart`` once per container) when it ends."""
+
+    @functools.wraps(handler)
+    def publishing(event: Any, context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            signal_metrics.flush()
+
+    return metrics.log_metrics(publishing, capture_cold_start_metric=True)  # type: ignore[return-value]
