@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from libs.errors import AnomalyServiceError
 from libs.local.lambda_context import LocalContext
@@ -37,11 +38,18 @@ def _ensure_indexes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_function_log(verbose: bool) -> None:
+@contextmanager
+def _function_log_level(verbose: bool) -> Iterator[None]:
+    """The function logs every message at INFO: keep only warnings and errors unless ``--verbose``."""
     from libs.observability import logger
 
+    previous = logger.log_level
     if not verbose:
         logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -121,7 +129,6 @@ def _poll(args: argparse.Namespace) -> int:
     from libs.local.sqs_endpoint import sqs_client
 
     queue = load_queue_settings(stage=args.stage, params=dict(args.param))
-    _quiet_function_log(args.verbose)
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
     poller = Poller(
         client, args.queue_url, batch_size=args.batch_size or queue.batch_size,
@@ -129,7 +136,8 @@ def _poll(args: argparse.Namespace) -> int:
         function_timeout_ms=queue.function_timeout_ms,
     )
     try:
-        stats = poller.run(until_empty=args.until_empty, max_seconds=args.max_seconds)
+        with _function_log_level(args.verbose):
+            stats = poller.run(until_empty=args.until_empty, max_seconds=args.max_seconds)
     except KeyboardInterrupt:
         stats = poller.stats
         stats.stopped = "interrupted"
