@@ -92,7 +92,10 @@ def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.coins:
         return [c.strip() for c in args.coins.split(",") if c.strip()], "--coins"
     if args.coins_file:
-        lines = Path(args.coins_file).read_text().splitlines()
+        try:
+            lines = Path(args.coins_file).read_text().splitlines()
+        except OSError as exc:
+            raise AnomalyServiceError(f"cannot read --coins-file {args.coins_file}: {exc.strerror}") from None
         return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")], args.coins_file
     from libs.helpers.mongodb_helper import distinct_coin_ids
 
@@ -167,6 +170,23 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_queue(args: argparse.Namespace) -> int:
+    import time
+
+    from libs.local.queue_settings import load_queue_settings
+    from libs.local.sqs_endpoint import LocalSqsEndpoint, create_queues, sqs_client
+
+    settings = load_queue_settings(stage=args.stage, params=dict(args.param))
+    with LocalSqsEndpoint(port=args.port) as endpoint:
+        queues = create_queues(sqs_client(endpoint.url), settings, visibility_timeout_seconds=args.visibility_timeout)
+        print(f"endpoint:  {endpoint.url}\nqueue:     {queues.url}\ndlq:       {queues.dlq_url}", flush=True)
+        try:
+            time.sleep(args.serve_seconds if args.serve_seconds is not None else float("inf"))
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def _param(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -208,6 +228,19 @@ def _parser() -> argparse.ArgumentParser:
     queue.add_argument("--queue-url", required=True, help="the request queue's URL")
     queue.add_argument("--endpoint-url", help="the SQS endpoint, e.g. http://127.0.0.1:PORT for a local one")
 
+    serverless = argparse.ArgumentParser(add_help=False)
+    serverless.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
+    serverless.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                            help="a serverless --param, e.g. TIMEOUT=60 (repeatable)")
+
+    local_queue = commands.add_parser("local-queue", parents=[serverless],
+                                      help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C")
+    local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    local_queue.add_argument("--visibility-timeout", type=_positive,
+                             help="seconds; default factor x function timeout as declared (720)")
+    local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    local_queue.set_defaults(run=_local_queue)
+
     enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
     coins = enqueue.add_mutually_exclusive_group()
     coins.add_argument("--coins", help="comma-separated coin ids (default: every coin in the store)")
@@ -221,15 +254,12 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
     enqueue.set_defaults(run=_enqueue)
 
-    poll = commands.add_parser("poll", parents=[queue], help="a local event source mapping feeding the handler")
+    poll = commands.add_parser("poll", parents=[queue, serverless], help="a local event source mapping feeding the handler")
     poll.add_argument("--batch-size", type=_positive, help="messages per invocation (default: serverless.yml's batchSize)")
     poll.add_argument("--until-empty", action="store_true", help="stop when no message is waiting or in flight")
     poll.add_argument("--wait-seconds", type=int, default=1, choices=range(0, 21), metavar="0-20",
                       help="long-poll wait per receive (default 1)")
     poll.add_argument("--max-seconds", type=float, help="stop after this long")
-    poll.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
-    poll.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                      help="a serverless --param, e.g. TIMEOUT=60 (repeatable)")
     poll.add_argument("--verbose", action="store_true", help="show the function's INFO log lines")
     poll.set_defaults(run=_poll)
 

@@ -123,8 +123,31 @@ def test_invoke_prints_the_handlers_answer_for_a_saved_event(store, capsys):
 
 
 def test_every_command_has_help(capsys):
-    for command in ("demo", "invoke", "enqueue", "poll", "plot", "ensure-indexes"):
+    for command in ("demo", "invoke", "local-queue", "enqueue", "poll", "plot", "ensure-indexes"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
     assert "--until-empty" in capsys.readouterr().out
+
+
+def test_local_queue_serves_the_declared_queue_pair_and_prints_its_urls(sqs, capsys):
+    assert main(["local-queue", "--serve-seconds", "0", "--param", "MAX_RECEIVE_COUNT=3"]) == 0
+
+    printed = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    queue_url, dlq_url = printed["queue"].strip(), printed["dlq"].strip()
+    assert queue_url.startswith(printed["endpoint"].strip()) and queue_url.endswith("/crypto-risk-anomaly-dev-requests")
+    attributes = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="crypto-risk-anomaly-dev-requests")["QueueUrl"],
+                                          AttributeNames=["All"])["Attributes"]
+    assert attributes["VisibilityTimeout"] == "720" and json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
+    assert dlq_url.endswith("/crypto-risk-anomaly-dev-requests-dlq")
+
+
+def test_enqueue_reads_a_coins_file_and_names_one_it_cannot_read(sqs, sqs_endpoint, queues, tmp_path, capsys):
+    coins_file = tmp_path / "coins.txt"
+    coins_file.write_text("# majors\nbitcoin\n\nethereum\n")
+
+    assert main(["enqueue", *queue_args(sqs_endpoint, queues), "--coins-file", str(coins_file)]) == 0
+    assert main(["enqueue", *queue_args(sqs_endpoint, queues), "--coins-file", str(tmp_path / "missing.txt")]) == 2
+
+    assert [json.loads(m["Body"])["coin_ids"] for m in peek_messages(sqs, queues.url)] == [["bitcoin", "ethereum"]]
+    assert "cannot read --coins-file" in capsys.readouterr().err

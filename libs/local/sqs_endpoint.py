@@ -29,14 +29,15 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class LocalSqsEndpoint:
-    """moto's SQS server on 127.0.0.1 and a free port; use as a context manager.
+    """moto's SQS server on 127.0.0.1 and a free port (or ``port``); use as a context manager.
 
-    The port is chosen by the OS (bind to port 0), so parallel runs do not
-    collide. moto keeps its state per process: two endpoints in one process
+    By default the port is chosen by the OS (bind to port 0), so parallel runs
+    do not collide. moto keeps its state per process: two endpoints in one process
     share their queues.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
         self._server: Any = None
         self.url = ""
 
@@ -44,7 +45,7 @@ class LocalSqsEndpoint:
         from moto.server import ThreadedMotoServer
 
         silence_access_log()
-        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=self._port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
