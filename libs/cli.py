@@ -2,45 +2,23 @@
 
 Each command reads the configuration of SPEC section 7 (``MONGODB_URI=mongomock://``
 for the embedded store). ``main(argv)`` returns the exit status, so the same
-commands can be driven from Python.
+commands can be driven from Python. The work lives in ``libs/local/``; this
+module only parses arguments and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
-from collections import Counter
-from datetime import timedelta
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from libs.errors import AnomalyServiceError
+from libs.local.lambda_context import LocalContext
 
 Command = Callable[[argparse.Namespace], int]
-
-
-class LocalContext:
-    """A Lambda context for local runs: remaining time counts down from ``timeout_ms``."""
-
-    def __init__(self, timeout_ms: int = 120_000, function_name: str = "crypto-risk-anomaly-local") -> None:
-        import time
-        import uuid
-
-        self._clock = time.monotonic
-        self._deadline = self._clock() + timeout_ms / 1000
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 1024
-        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - self._clock()) * 1000))
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -60,89 +38,185 @@ def _ensure_indexes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+@contextmanager
+def _function_log_level(verbose: bool) -> Iterator[None]:
+    """The function logs every message at INFO: keep only warnings and errors unless ``--verbose``."""
+    from libs.observability import logger
+
+    previous = logger.log_level
+    if not verbose:
+        logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import handler
     from libs.helpers.constants_helper import get_settings
-    from libs.helpers.mongodb_helper import ensure_indexes, get_collection
-    from libs.synthetic import synthetic_documents
+    from libs.helpers.mongodb_helper import get_collection
+    from libs.local.demo import DemoOptions, ProgressLine, format_report, run_demo
 
-    from libs.observability import logger
-
-    if not args.verbose:
-        logger.setLevel("WARNING")
     settings = get_settings()
     if not settings.embedded:
         print("demo runs on the embedded store only: set MONGODB_URI=mongomock://", file=sys.stderr)
         return 2
-    collection = get_collection()
-    documents, planted = synthetic_documents(coins=args.coins, days=35, per_day=args.per_day, seed=args.seed)
-    collection.insert_many(documents)
-    ensure_indexes(collection)
-    as_of = max(doc["timestamp"] for doc in documents)
-    print(f"seeded {len(documents):,} documents for {args.coins} coins, "
-          f"{len(planted)} planted anomalies (one at each coin's newest observation)")
-    bodies = [
-        {"as_of": as_of.isoformat(), "request_id": "demo-latest"},
-        {"since": (as_of - timedelta(days=6)).isoformat(), "as_of": as_of.isoformat(), "request_id": "demo-backfill"},
-        {"periods": [3.0], "request_id": "demo-invalid"},
-    ]
-    event = {"Records": [_record(body, f"demo-{i}") for i, body in enumerate(bodies)]}
-    with contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO()):
-        response = handler.handler(event, LocalContext())  # quiet: its EMF metric lines are for CloudWatch
-    failed = [item["itemIdentifier"] for item in response["batchItemFailures"]]
-    print(f"sent {len(bodies)} messages; failed (to be retried, then dead-lettered): {failed or 'none'}")
+    options = DemoOptions(
+        coins=args.coins, days=args.days, per_day=args.per_day, seed=args.seed,
+        coins_per_message=args.coins_per_message, visibility_timeout_seconds=args.visibility_timeout,
+        out_dir=Path(args.out_dir), verbose=args.verbose,
+    )
+    report = run_demo(options, get_collection(settings), settings, progress=ProgressLine())
+    print(format_report(report))
+    return 0 if report.accounted else 1
 
-    counts: Counter[tuple[str, str]] = Counter()
-    for doc in collection.find({"anomalies": {"$exists": True}}):
-        for signal, periods in doc["anomalies"].items():
-            if isinstance(periods, dict):
-                for period, entry in periods.items():
-                    counts[(signal, period)] += bool(entry.get("is_anomaly"))
-    flagged = {(d["coin_id"], d["timestamp"], s) for d in collection.find({"anomalies": {"$exists": True}})
-               for s, periods in d["anomalies"].items() if isinstance(periods, dict)
-               and any(e.get("is_anomaly") for e in periods.values())}
-    found = sum((p.coin_id, p.timestamp, p.signal) in flagged for p in planted)
-    periods = sorted({p for _, p in counts}, key=lambda p: int(p[:-1]))
-    signals = sorted({s for s, _ in counts})
-    rows = [[signal] + [counts[(signal, p)] for p in periods] for signal in signals]
-    print("\nanomalies flagged, by signal and window:")
-    print(_table(rows, ["signal"] + periods))
-    print(f"\nplanted anomalies found: {found} of {len(planted)} "
-          f"(last 7 days judged; a plant counts as found when any window flags it)")
+
+def _request_template(args: argparse.Namespace) -> dict[str, Any]:
+    template: dict[str, Any] = {}
+    if args.signals:
+        template["signals"] = [s.strip() for s in args.signals.split(",") if s.strip()]
+    if args.periods:
+        try:
+            template["periods"] = [int(p) for p in args.periods.split(",") if p.strip()]
+        except ValueError:
+            raise AnomalyServiceError(f"--periods must be whole days separated by commas, got {args.periods!r}") from None
+    for key in ("as_of", "since", "request_id"):
+        if getattr(args, key) is not None:
+            template[key] = getattr(args, key)
+    if args.deviation_limit is not None:
+        template["deviation_limit"] = args.deviation_limit
+    return template
+
+
+def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
+    if args.coins:
+        return [c.strip() for c in args.coins.split(",") if c.strip()], "--coins"
+    if args.coins_file:
+        try:
+            lines = Path(args.coins_file).read_text().splitlines()
+        except OSError as exc:
+            raise AnomalyServiceError(f"cannot read --coins-file {args.coins_file}: {exc.strerror}") from None
+        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")], args.coins_file
+    from libs.helpers.mongodb_helper import distinct_coin_ids
+
+    return distinct_coin_ids(), "the store"
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    from libs.helpers.constants_helper import get_settings
+    from libs.local.producer import request_bodies, send_bodies
+    from libs.local.sqs_endpoint import sqs_client
+    from libs.processor import utc_now
+    from libs.request import parse_request
+
+    coins, source = _coin_universe(args)
+    if not coins:
+        print(f"error: no coins found in {source}", file=sys.stderr)
+        return 2
+    bodies = request_bodies(coins, args.coins_per_message, _request_template(args))
+    settings, now = get_settings(), utc_now()
+    for position, body in enumerate(bodies):  # the function would dead-letter an invalid body: refuse it here
+        parse_request(body, message_id=f"enqueue-{position}", settings=settings, now=now)
+    client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
+    report = send_bodies(client, args.queue_url, bodies)
+    print(f"sent {report.sent} of {len(bodies)} messages ({len(coins)} coins from {source}, "
+          f"at most {args.coins_per_message} per message; {report.retried} entries retried)")
+    for body, reason in report.rejected:
+        print(f"refused by SQS: {reason}: {body[:80]}", file=sys.stderr)
+    return 0 if not report.rejected else 1
+
+
+def _poll(args: argparse.Namespace) -> int:
+    from libs.local.poller import Poller
+    from libs.local.queue_settings import load_queue_settings
+    from libs.local.sqs_endpoint import sqs_client
+
+    queue = load_queue_settings(stage=args.stage, params=dict(args.param))
+    client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
+    poller = Poller(
+        client, args.queue_url, batch_size=args.batch_size or queue.batch_size,
+        batching_window_seconds=queue.maximum_batching_window_seconds, wait_seconds=args.wait_seconds,
+        function_timeout_ms=queue.function_timeout_ms,
+    )
+    try:
+        with _function_log_level(args.verbose):
+            stats = poller.run(until_empty=args.until_empty, max_seconds=args.max_seconds)
+    except KeyboardInterrupt:
+        stats = poller.stats
+        stats.stopped = "interrupted"
+    print(f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
+          f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
+          f" ({stats.stopped})")
+    for error in stats.invocation_errors[-5:]:
+        print(f"function error (whole batch left on the queue): {error}", file=sys.stderr)
     return 0
 
 
-def _record(body: Any, message_id: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"local-{message_id}",
-        "body": json.dumps(body),
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:local:000000000000:crypto-risk-anomaly-requests",
-        "awsRegion": "local",
-    }
+def _plot(args: argparse.Namespace) -> int:
+    from libs.helpers.constants_helper import get_settings
+    from libs.helpers.mongodb_helper import get_collection
+    from libs.local.plot import plot_signal
+
+    settings = get_settings()
+    try:
+        summary = plot_signal(
+            get_collection(settings), coin_id=args.coin, signal=args.signal, period_days=args.period,
+            out=Path(args.out), deviation_limit=settings.deviation_limit, min_observations=settings.min_observations,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary.path}: {summary.points} observations of {summary.signal}, {summary.flagged} flagged")
+    return 0
+
+
+def _local_queue(args: argparse.Namespace) -> int:
+    import time
+
+    from libs.local.queue_settings import load_queue_settings
+    from libs.local.sqs_endpoint import LocalSqsEndpoint, create_queues, sqs_client
+
+    settings = load_queue_settings(stage=args.stage, params=dict(args.param))
+    with LocalSqsEndpoint(port=args.port) as endpoint:
+        queues = create_queues(sqs_client(endpoint.url), settings, visibility_timeout_seconds=args.visibility_timeout)
+        print(f"endpoint:  {endpoint.url}\nqueue:     {queues.url}\ndlq:       {queues.dlq_url}", flush=True)
+        try:
+            time.sleep(args.serve_seconds if args.serve_seconds is not None else float("inf"))
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
+    from libs.helpers.constants_helper import SIGNALS
+
     parser = argparse.ArgumentParser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="the main job on the embedded store, no cloud account")
-    demo.add_argument("--coins", type=int, default=12, help="synthetic coins to seed (default 12)")
-    demo.add_argument("--per-day", type=int, default=6, help="observations per coin per day (default 6)")
+    demo = commands.add_parser("demo", help="the whole pipeline on the embedded store and a local SQS, no cloud account")
+    demo.add_argument("--coins", type=_positive, default=50, help="synthetic coins to seed (default 50)")
+    demo.add_argument("--days", type=_positive, default=35, help="days of history per coin (default 35)")
+    demo.add_argument("--per-day", type=_positive, default=4, help="observations per coin per day (default 4)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic data")
-    demo.add_argument("--verbose", action="store_true", help="show the function's JSON log lines and EMF metrics")
+    demo.add_argument("--coins-per-message", type=_positive, default=10, help="coins per request message (default 10)")
+    demo.add_argument("--visibility-timeout", type=_positive, default=1,
+                      help="the queue's visibility timeout in seconds, shortened so redrive takes seconds (default 1)")
+    demo.add_argument("--out-dir", default="out", help="where the plot and the function log go (default out/)")
+    demo.add_argument("--verbose", action="store_true", help="show the function's JSON log lines instead of filing them")
     demo.set_defaults(run=_demo)
 
     invoke = commands.add_parser("invoke", help="one handler call on a saved event; prints the response")
@@ -150,13 +224,59 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--timeout-ms", type=int, default=120_000, help="the function timeout to count down from")
     invoke.set_defaults(run=_invoke)
 
+    queue = argparse.ArgumentParser(add_help=False)
+    queue.add_argument("--queue-url", required=True, help="the request queue's URL")
+    queue.add_argument("--endpoint-url", help="the SQS endpoint, e.g. http://127.0.0.1:PORT for a local one")
+
+    serverless = argparse.ArgumentParser(add_help=False)
+    serverless.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
+    serverless.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                            help="a serverless --param, e.g. TIMEOUT=60 (repeatable)")
+
+    local_queue = commands.add_parser("local-queue", parents=[serverless],
+                                      help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C")
+    local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    local_queue.add_argument("--visibility-timeout", type=_positive,
+                             help="seconds; default factor x function timeout as declared (720)")
+    local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    local_queue.set_defaults(run=_local_queue)
+
+    enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
+    coins = enqueue.add_mutually_exclusive_group()
+    coins.add_argument("--coins", help="comma-separated coin ids (default: every coin in the store)")
+    coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    enqueue.add_argument("--coins-per-message", type=_positive, default=100, help="at most this many coins a message (default 100)")
+    enqueue.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)}")
+    enqueue.add_argument("--periods", help="comma-separated window lengths in days, e.g. 3,7,30")
+    enqueue.add_argument("--as-of", dest="as_of", help="ISO-8601 date or datetime")
+    enqueue.add_argument("--since", help="ISO-8601 date or datetime: range mode (a backfill)")
+    enqueue.add_argument("--deviation-limit", type=float, help="k of the Tukey fences")
+    enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
+    enqueue.set_defaults(run=_enqueue)
+
+    poll = commands.add_parser("poll", parents=[queue, serverless], help="a local event source mapping feeding the handler")
+    poll.add_argument("--batch-size", type=_positive, help="messages per invocation (default: serverless.yml's batchSize)")
+    poll.add_argument("--until-empty", action="store_true", help="stop when no message is waiting or in flight")
+    poll.add_argument("--wait-seconds", type=int, default=1, choices=range(0, 21), metavar="0-20",
+                      help="long-poll wait per receive (default 1)")
+    poll.add_argument("--max-seconds", type=float, help="stop after this long")
+    poll.add_argument("--verbose", action="store_true", help="show the function's INFO log lines")
+    poll.set_defaults(run=_poll)
+
+    plot = commands.add_parser("plot", help="a coin's signal over time with its IQR fences and flagged points")
+    plot.add_argument("--coin", required=True, help="coin id")
+    plot.add_argument("--signal", required=True, choices=SIGNALS)
+    plot.add_argument("--period", type=_positive, default=7, help="window length in days (default 7)")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.set_defaults(run=_plot)
+
     indexes = commands.add_parser("ensure-indexes", help="create the {coin_id: 1, timestamp: 1} index")
     indexes.set_defaults(run=_ensure_indexes)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for a configuration or store error)."""
+    """Run one command; returns its exit status (2 for a configuration, request or store error)."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)

@@ -85,3 +85,39 @@ def json_logs():
         yield JsonLogCapture(stream)
     finally:
         handler.setStream(previous)
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint():
+    """moto's SQS server on loopback, one per test session (moto keeps its state per process)."""
+    from libs.local.sqs_endpoint import LocalSqsEndpoint
+
+    with LocalSqsEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def sqs(sqs_endpoint):
+    """A client of the loopback SQS server, whose queues and messages are wiped first."""
+    import urllib.request
+
+    from libs.local.sqs_endpoint import sqs_client
+
+    urllib.request.urlopen(urllib.request.Request(f"{sqs_endpoint.url}/moto-api/reset", method="POST"), timeout=10)
+    return sqs_client(sqs_endpoint.url)
+
+
+@pytest.fixture
+def queue_settings():
+    """The queue settings serverless.yml declares (custom.queue), for the default stage."""
+    from libs.local.queue_settings import load_queue_settings
+
+    return load_queue_settings()
+
+
+@pytest.fixture
+def queues(sqs, queue_settings):
+    """The request queue and DLQ as declared, with a 1 s visibility timeout so redrive takes seconds."""
+    from libs.local.sqs_endpoint import create_queues
+
+    return create_queues(sqs, queue_settings, visibility_timeout_seconds=1)

@@ -194,3 +194,22 @@ def write_updates(collection: Collection, updates: Iterable[UpdateOne]) -> int:
             raise StoreUnavailable(f"writing flags failed: {type(exc).__name__}: {exc}") from None
         matched += result.matched_count
     return matched
+
+
+def distinct_coin_ids(collection: Collection | None = None) -> list[str]:
+    """Every non-empty string ``coin_id`` in the collection, sorted (the producer's default universe)."""
+    collection = collection if collection is not None else get_collection()
+    try:
+        coins = collection.distinct("coin_id", {"coin_id": {"$gt": ""}})
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"listing coins failed: {type(exc).__name__}: {exc}") from None
+    return sorted(coin for coin in coins if isinstance(coin, str) and coin)
+
+
+def coin_documents(collection: Collection, coin_id: str, signal: str) -> list[dict[str, Any]]:
+    """One coin's observations of one signal with the flags written for it (the plot's data)."""
+    projection = {"_id": 1, "coin_id": 1, "timestamp": 1, signal: 1, f"anomalies.{signal}": 1}
+    try:
+        return list(collection.find({"coin_id": coin_id}, projection))
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"reading coin {coin_id!r} failed: {type(exc).__name__}: {exc}") from None

@@ -63,3 +63,14 @@ def expected_entry(
         lower=float(lower), upper=float(upper),
     )
     return entry
+
+
+def expected_written(
+    documents: Iterable[dict[str, Any]], doc: dict[str, Any], signal: str, period_days: int, k: float,
+    min_observations: int,
+) -> dict[str, Any] | None:
+    """What a judged document should hold at ``anomalies.<signal>.<P>d``: None when its value is missing."""
+    value = usable_number(doc.get(signal))
+    if value is None:
+        return None
+    return expected_entry(documents, doc["coin_id"], doc["timestamp"], value, signal, period_days, k, min_observations)
