@@ -25,9 +25,26 @@ def _invoke(args: argparse.Namespace) -> int:
     import handler
 
     event = json.loads(Path(args.event).read_text())
-    response = handler.handler(event, LocalContext(timeout_ms=args.timeout_ms))
+    with _function_output_to_stderr():
+        response = handler.handler(event, LocalContext(timeout_ms=args.timeout_ms))
     print(json.dumps(response, indent=2))
     return 0
+
+
+@contextmanager
+def _function_output_to_stderr() -> Iterator[None]:
+    """The function's log and EMF metric lines go to stderr, so stdout holds only the response."""
+    import contextlib
+
+    from libs.observability import logger
+
+    handler = logger.registered_handler
+    previous, handler.stream = handler.stream, sys.stderr  # no setStream: it flushes the old stream
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        handler.stream = previous
 
 
 def _ensure_indexes(args: argparse.Namespace) -> int:

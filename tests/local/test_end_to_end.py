@@ -26,6 +26,7 @@ from libs.helpers.mongodb_helper import DriverReader
 from libs.local.poller import Poller
 from libs.local.producer import send_bodies
 from libs.local.sqs_endpoint import peek_messages, queue_counts
+from libs import processor
 from libs.processor import process_message
 from libs.synthetic import synthetic_documents
 from tests.fakes.reference import expected_written
@@ -142,7 +143,7 @@ def test_every_message_is_processed_once_or_dead_lettered_and_the_flags_match_nu
     fail_read = {f"r{n}" for n in range(0, len(valid), 9)}
     fail_write = {f"r{n}" for n in range(4, len(valid), 11)} - fail_read
     injector = FaultInjector(store, fail_read, fail_write)
-    monkeypatch.setattr(handler, "process_message", injector)
+    monkeypatch.setattr(processor, "process_message", injector)  # what process_and_report calls
 
     # when the producer sends them and the poller feeds them to the handler until the queue is drained
     sent = send_bodies(sqs, queues.url, bodies)
