@@ -1,7 +1,7 @@
 """Report the deployment package's zipped and unzipped sizes against Lambda's limits.
 
-Lambda refuses a function whose code, unzipped, exceeds 250 MB (262,144,000 bytes, layers
-included) and a direct upload over 50 MB zipped (Serverless uploads through S3, so only the
+Lambda refuses a function whose code, unzipped, exceeds 250 MB (262,144,000 bytes, i.e. 250 MiB,
+layers included) and a direct upload over 50 MB zipped (Serverless uploads through S3, so only the
 unzipped limit binds). `make package` runs this after `serverless package` so CI prints the
 figures every time, and fails when the package outgrows the budget set here, well under the limit.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 DEFAULT_BUDGET_MB = 200
-MB = 1_000_000
+MB = 1024 * 1024  # Lambda's "MB" are MiB: 250 x 1,048,576 = 262,144,000 bytes
 
 
 def sizes(package: Path) -> tuple[int, int, Counter[str]]:
@@ -34,7 +34,7 @@ def sizes(package: Path) -> tuple[int, int, Counter[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", nargs="?", type=Path, default=Path(".serverless/crypto-risk-anomaly.zip"))
-    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB, help="fail above this unzipped size")
+    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB, help="fail above this unzipped size (MiB)")
     parser.add_argument("--top", type=int, default=8, help="how many of the largest entries to list")
     args = parser.parse_args(argv)
     if not args.package.is_file():
@@ -43,13 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     zipped, unzipped, by_top = sizes(args.package)
     share = 100 * unzipped / LAMBDA_UNZIPPED_LIMIT_BYTES
     print(
-        f"deployment package {args.package}: {zipped / MB:.1f} MB zipped, {unzipped / MB:.1f} MB unzipped"
-        f" ({share:.0f}% of Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / MB:.0f} MB limit; budget {args.budget_mb:.0f} MB)"
+        f"deployment package {args.package}: {zipped / MB:.1f} MiB zipped, {unzipped / MB:.1f} MiB unzipped"
+        f" ({share:.0f}% of Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / MB:.0f} MiB limit; budget {args.budget_mb:.0f} MiB)"
     )
     for name, size in by_top.most_common(args.top):
-        print(f"  {size / MB:7.1f} MB  {name}")
+        print(f"  {size / MB:7.1f} MiB  {name}")
     if unzipped > args.budget_mb * MB:
-        print(f"package_size: {unzipped / MB:.1f} MB unzipped is over the {args.budget_mb:.0f} MB budget", file=sys.stderr)
+        print(f"package_size: {unzipped / MB:.1f} MiB unzipped is over the {args.budget_mb:.0f} MiB budget", file=sys.stderr)
         return 1
     return 0
 

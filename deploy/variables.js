@@ -27,12 +27,19 @@ async function param(resolveVariable, name) {
   return value === null || value === undefined || String(value).trim() === '' ? null : String(value).trim();
 }
 
-function wholeNumber(value, name) {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1) {
-    throw new Error(`custom.queue.${name} must be a whole number of at least 1, got ${JSON.stringify(value)}`);
+/** A custom.queue value as a number: --param values arrive as strings, CloudFormation wants integers. */
+function wholeNumber(value, name, maximum = Infinity) {
+  const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (!Number.isInteger(number) || number < 1 || number > maximum) {
+    const range = maximum === Infinity ? 'of at least 1' : `from 1 to ${maximum}`;
+    throw new Error(`custom.queue.${name} must be a whole number ${range}, got ${JSON.stringify(value)}`);
   }
   return number;
+}
+
+/** The redrive count as an integer from 1 to 1000 (SQS's range); AWS advises at least 5. */
+async function maxReceiveCount({ resolveConfigurationProperty }) {
+  return wholeNumber(await resolveConfigurationProperty(['custom', 'queue', 'maxReceiveCount']), 'maxReceiveCount', 1000);
 }
 
 /**
@@ -185,4 +192,4 @@ async function pythonBin() {
   );
 }
 
-module.exports = { visibilityTimeoutSeconds, vpc, vpcNetworkStatements, alarmActions, secrets, pythonBin };
+module.exports = { visibilityTimeoutSeconds, maxReceiveCount, vpc, vpcNetworkStatements, alarmActions, secrets, pythonBin };
