@@ -367,3 +367,20 @@ def test_a_secret_given_both_plainly_and_from_ssm_is_refused(sls):
     )
     assert run.returncode != 0
     assert "either --param MONGODB_URI or --param MONGODB_URI_SSM_PARAMETER" in run.stdout + run.stderr
+
+
+def test_a_secret_named_by_ssm_parameter_is_read_from_ssm_when_packaging(sls):
+    # given no AWS credentials at all, and the URI named as an SSM parameter
+    no_credentials = {
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+    }
+    # when the configuration is resolved
+    run = sls(
+        "print", "--param=VPC_ENABLED=false", "--param=MONGODB_URI_SSM_PARAMETER=/crypto-risk-anomaly/dev/mongodb-uri",
+        env=no_credentials,
+    )
+    # then the framework went to SSM for it, which needs credentials at package time (README "Secrets")
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert 'Cannot resolve variable at "custom.secrets"' in output and "credentials" in output
