@@ -186,10 +186,13 @@ async function pythonBin() {
       .find(isPython312);
     if (found) return found;
   }
-  throw new Error(
-    'no Python 3.12 interpreter found to build the Lambda requirements with:' +
-      ' set LAMBDA_PYTHON_BIN, put python3.12 on PATH or install it with pyenv'
+  // Commands that build no requirements (print, invoke local) need no 3.12: warn, and let a
+  // package fail on the plain name, right under this explanation.
+  process.stderr.write(
+    'deploy/variables.js: no CPython 3.12 found to build the Lambda requirements with:' +
+      ' set LAMBDA_PYTHON_BIN, put python3.12 on PATH or install it with pyenv\n'
   );
+  return 'python3.12';
 }
 
 module.exports = { visibilityTimeoutSeconds, maxReceiveCount, vpc, vpcNetworkStatements, alarmActions, secrets, pythonBin };

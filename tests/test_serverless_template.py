@@ -277,7 +277,8 @@ def _python312() -> str | None:
         ["node", "-e", "require('./deploy/variables.js').pythonBin().then(console.log, () => process.exit(3))"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
-    return found.stdout.strip() if found.returncode == 0 else None
+    usable = found.returncode == 0 and "no CPython 3.12 found" not in found.stderr
+    return found.stdout.strip() if usable else None
 
 
 def test_packaged_function_runs_on_python_312_with_nothing_but_the_package(package_entries, tmp_path):
