@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, ConfigurationError
+from pymongo.synchronous import srv_resolver
 
 import handler
 from libs import processor
@@ -47,10 +48,10 @@ def lines_about(json_logs, message_id: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the database unreachable
 
 
-@pytest.fixture
-def unreachable_database(monkeypatch):
-    """The handler configured, as at a cold start, for a MongoDB on a closed loopback port."""
-    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true")
+def configure(monkeypatch, **env: str) -> list[int]:
+    """Configure the handler as at a cold start from ``env``; returns the sizes of any bulk writes attempted."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("MONGODB_RSKYCLUSTER_DATABASE", "risk")
     monkeypatch.setenv("MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION", "scores")
     monkeypatch.setenv("MONGODB_SERVER_SELECTION_TIMEOUT_MS", str(SELECTION_TIMEOUT_MS))
@@ -59,9 +60,21 @@ def unreachable_database(monkeypatch):
     monkeypatch.setattr(Collection, "bulk_write", lambda self, requests, **kw: writes.append(len(requests)))
     constants_helper.reset_settings()
     mongodb_helper.reset_client()
-    yield writes
+    return writes
+
+
+@pytest.fixture
+def real_driver_configuration():
+    """Forget the cached settings and client after the test (its environment is restored after this runs)."""
+    yield
     mongodb_helper.reset_client()
-    constants_helper.reset_settings()  # the next get_settings() reads the restored environment
+    constants_helper.reset_settings()
+
+
+@pytest.fixture
+def unreachable_database(monkeypatch, real_driver_configuration):
+    """The handler configured for a MongoDB on a closed loopback port."""
+    return configure(monkeypatch, MONGODB_URI=f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true")
 
 
 def test_an_unreachable_database_fails_every_message_within_the_selection_timeout(unreachable_database, json_logs):
@@ -87,6 +100,31 @@ def test_an_unreachable_database_fails_every_message_within_the_selection_timeou
         assert "StoreUnavailable" in line["reason"] and "ServerSelectionTimeoutError" in line["reason"]
     [rejected] = lines_about(json_logs, "msg-2")
     assert rejected["message"] == "message rejected" and rejected["key"] == "periods"
+
+
+def test_an_atlas_host_whose_srv_record_does_not_resolve_fails_each_message_as_a_store_outage(
+    monkeypatch, real_driver_configuration, json_logs
+):
+    # given the Atlas variables, and DNS answering that the cluster's SRV record does not exist
+    def no_such_name(self, *args):
+        raise ConfigurationError("The DNS query name does not exist: _mongodb._tcp.cluster0.gone.mongodb.net.")
+
+    monkeypatch.setattr(srv_resolver._SrvResolver, "get_hosts", no_such_name)
+    monkeypatch.setattr(srv_resolver._SrvResolver, "get_hosts_and_min_ttl", no_such_name)
+    monkeypatch.delenv("MONGODB_URI")
+    writes = configure(monkeypatch, MONGODB_RSKYCLUSTER_HOST="cluster0.gone.mongodb.net",
+                       MONGODB_RSKYCLUSTER_DATABASE_USER_NAME="reader", MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD="pw")
+
+    # when a batch of two messages arrives
+    response = handler.handler(sqs_event({"as_of": END.isoformat()}, {"coin_ids": ["x"]}), FakeLambdaContext())
+
+    # then both are listed as store outages (retried by SQS), logged without a traceback, and nothing was written
+    assert failed_ids(response) == ["msg-0", "msg-1"]
+    for message_id in ("msg-0", "msg-1"):
+        [line] = lines_about(json_logs, message_id)
+        assert line["reason"].startswith("StoreUnavailable: could not set up the client: ConfigurationError")
+        assert "exception" not in line
+    assert writes == []
 
 
 # --------------------------------------------------------------------------- a write failing part-way
