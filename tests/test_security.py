@@ -284,12 +284,29 @@ def statement_problems(statement: dict[str, Any]) -> list[str]:
     return problems
 
 
+def broad_managed_policies(node: Any) -> list[str]:
+    """Managed policies attached anywhere that grant whole services (they bypass any statement check)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("managedPolicies", "ManagedPolicyArns"):
+                found += [str(arn) for arn in _as_list(value)
+                          if any(broad in str(arn) for broad in ("FullAccess", "AdministratorAccess", "PowerUser"))]
+            else:
+                found += broad_managed_policies(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += broad_managed_policies(value)
+    return found
+
+
 def test_iam_statements_in_serverless_yml_name_their_resources():
     # given the serverless.yml that is deployed (whatever statements it declares)
     document = load_serverless(SERVERLESS_YML.read_text())
 
-    # when every IAM statement in it is checked
+    # when every IAM statement and managed policy in it is checked
     problems = [problem for statement in iam_statements(document) for problem in statement_problems(statement)]
+    problems += [f"managed policy {arn}" for arn in broad_managed_policies(document)]
 
     # then none grants SQS on a wildcard, and none uses "*" where the action can be scoped
     assert problems == []
@@ -342,6 +359,9 @@ resources:
                 - {Effect: Allow, Action: "sqs:*", Resource: !GetAtt RequestQueue.Arn}
                 - {Effect: Allow, Action: ssm:GetParameter, Resource: "*"}
                 - {Effect: Allow, NotAction: iam:*, Resource: "*"}
+        ManagedPolicyArns: [arn:aws:iam::aws:policy/AmazonSQSFullAccess, arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]
 """
-    problems = [p for s in iam_statements(load_serverless(text)) for p in statement_problems(s)]
+    document = load_serverless(text)
+    problems = [p for s in iam_statements(document) for p in statement_problems(s)]
     assert len(problems) == 3, problems
+    assert broad_managed_policies(document) == ["arn:aws:iam::aws:policy/AmazonSQSFullAccess"]
