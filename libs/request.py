@@ -97,6 +97,35 @@ def _decode(body: Any) -> dict[str, Any]:
     return decoded
 
 
+def _is_unicode_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_LONE_SURROGATE = "is not Unicode text (a lone surrogate escape such as \\ud800)"
+
+
+def _check_unicode_keys(decoded: dict[str, Any]) -> None:
+    """Refuse lone surrogates in keys: JSON lets ``"\\ud800"`` through; UTF-8, BSON and log lines cannot carry it.
+
+    Such a key cannot be named in a log line, so the body is what is refused.
+    """
+    for key in decoded:
+        if not _is_unicode_text(key):
+            raise InvalidRequest("body", f"has a key that {_LONE_SURROGATE}")
+
+
+def _check_unicode_values(decoded: dict[str, Any]) -> None:
+    """Refuse a value holding a lone surrogate anywhere, naming its key (a coin id or request id
+    with one could not be sent to MongoDB or logged)."""
+    for key, value in decoded.items():
+        if not _is_unicode_text(json.dumps(value, ensure_ascii=False)):
+            raise InvalidRequest(key, f"holds a string that {_LONE_SURROGATE}")
+
+
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -170,7 +199,7 @@ def _periods(body: dict[str, Any], default: tuple[int, ...]) -> tuple[int, ...]:
         if type(value) is not int:
             raise InvalidRequest("periods", f"entry {position} must be a JSON integer, got {_json_type(value)} {_short(json.dumps(value))}")
         if not 1 <= value <= MAX_PERIOD_DAYS:
-            raise InvalidRequest("periods", f"entry {position} must be from 1 to {MAX_PERIOD_DAYS} days, got {value}")
+            raise InvalidRequest("periods", f"entry {position} must be from 1 to {MAX_PERIOD_DAYS} days, got {_short(str(value))}")
     return tuple(sorted(set(values)))
 
 
@@ -224,7 +253,7 @@ def _deviation_limit(body: dict[str, Any], default: float) -> float:
     if not math.isfinite(limit):
         raise InvalidRequest("deviation_limit", "must be finite")
     if limit <= 0:
-        raise InvalidRequest("deviation_limit", f"must be above 0, got {value}")
+        raise InvalidRequest("deviation_limit", f"must be above 0, got {_short(str(value))}")
     return limit
 
 
@@ -246,9 +275,11 @@ def parse_request(body: Any, *, message_id: str, settings: Settings, now: dateti
     validation stays a pure function. Raises :class:`InvalidRequest`.
     """
     decoded = _decode(body)
+    _check_unicode_keys(decoded)
     unknown = sorted(set(decoded) - set(KEYS))
     if unknown:
         raise InvalidRequest(_short(unknown[0], 64), f"is not a known key (known: {', '.join(KEYS)})")
+    _check_unicode_values(decoded)
     as_of = _moment(decoded, "as_of", date_means_end_of_day=True) or now
     since = _moment(decoded, "since", date_means_end_of_day=False)
     if since is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from datetime import datetime, timedelta
 
@@ -28,6 +27,7 @@ from libs.helpers.mongodb_helper import (
 )
 from libs.models.model import ModelParams, judge, select_latest
 from libs.request import parse_request
+from tests.fakes.network import closed_port
 
 AS_OF = datetime(2024, 11, 1, 12)
 
@@ -192,15 +192,9 @@ def test_a_driver_error_while_writing_raises_store_unavailable():
         write_updates(spy, [UpdateOne({"_id": ObjectId()}, {"$set": {}})])
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_database_fails_within_the_selection_timeout_without_leaking_the_uri():
     # given a client pointed at a closed loopback port, with a secret in the URI
-    port = _closed_port()
+    port = closed_port()
     settings = load_settings({
         "MONGODB_URI": f"mongodb://svc-user:S3cret-Pa55@127.0.0.1:{port}/?directConnection=true",
         "MONGODB_RSKYCLUSTER_DATABASE": "risk",
@@ -224,7 +218,7 @@ def test_an_unreachable_database_fails_within_the_selection_timeout_without_leak
 
 
 def test_the_client_is_created_once_per_container():
-    settings = load_settings({"MONGODB_URI": f"mongodb://127.0.0.1:{_closed_port()}/",
+    settings = load_settings({"MONGODB_URI": f"mongodb://127.0.0.1:{closed_port()}/",
                               "MONGODB_RSKYCLUSTER_DATABASE": "risk",
                               "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
                               "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "1234"})

@@ -43,14 +43,17 @@ def get_client(settings: Settings | None = None) -> Any:
 
         return embedded_client()
     if _client is None:
-        _client = MongoClient(
-            settings.mongodb_uri,
-            serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
-            connectTimeoutMS=settings.connect_timeout_ms,
-            socketTimeoutMS=settings.socket_timeout_ms,
-            appname=settings.service_name,
-            tz_aware=False,
-        )
+        try:  # a mongodb+srv URI is resolved here: an SRV lookup that fails is a store outage like any other
+            _client = MongoClient(
+                settings.mongodb_uri,
+                serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
+                connectTimeoutMS=settings.connect_timeout_ms,
+                socketTimeoutMS=settings.socket_timeout_ms,
+                appname=settings.service_name,
+                tz_aware=False,
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"could not set up the client: {type(exc).__name__}: {exc}") from None
     return _client
 
 

@@ -72,10 +72,19 @@ def select_range(
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """numpy's ``_lerp`` exactly: ``a + (b−a)·t``, but ``b − (b−a)·(1−t)`` where ``t ≥ 0.5``."""
-    diff = b - a
-    out = a + diff * t
-    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    """numpy's ``_lerp`` exactly: ``a + (b−a)·t``, but ``b − (b−a)·(1−t)`` where ``t ≥ 0.5``.
+
+    Except where ``b − a`` overflows (values of both signs beyond ±9e307): numpy
+    then answers ±inf or NaN for a quartile of finite values; ``a·(1−t) + b·t``
+    cannot overflow and gives the finite quartile instead.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = b - a
+        out = a + diff * t
+        np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    overflowed = np.isinf(diff)
+    if overflowed.any():
+        out[overflowed] = a[overflowed] * (1 - t[overflowed]) + b[overflowed] * t[overflowed]
     return out
 
 
@@ -196,9 +205,10 @@ def _judge_signal(
         q3 = np.full(len(targets), np.nan)
         enough = n >= params.min_observations
         q1[enough], q3[enough] = window_quartiles(window_values, lo[enough], hi[enough])
-        iqr = q3 - q1
-        lower = q1 - k * iqr
-        upper = q3 + k * iqr
+        with np.errstate(over="ignore"):  # beyond float64 a fence is ±inf, which is what float64 gives
+            iqr = q3 - q1
+            lower = q1 - k * iqr
+            upper = q3 + k * iqr
         flags = pd.array((value < lower) | (value > upper), dtype="boolean")
         flags[~enough] = pd.NA
         blocks.append(pd.DataFrame({
