@@ -460,8 +460,9 @@ def test_outside_lambda_the_tracer_is_quiet():
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "segment" not in output.lower() and "traceback" not in output.lower()
-    assert result.stderr == ""
-    assert '"batchItemFailures"' in result.stdout
+    # stderr holds only the function's own JSON log and metric lines (invoke keeps stdout for the answer)
+    assert all(json.loads(line) for line in result.stderr.splitlines())
+    assert json.loads(result.stdout)["batchItemFailures"]
 
 
 # -- in-process: log correlation and its clean-up ---------------------------
