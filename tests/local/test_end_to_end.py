@@ -18,7 +18,6 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import pytest
-from pymongo.errors import AutoReconnect
 
 import handler
 from libs.helpers.constants_helper import SIGNALS
@@ -29,6 +28,7 @@ from libs.local.sqs_endpoint import peek_messages, queue_counts
 from libs import processor
 from libs.processor import process_message
 from libs.synthetic import synthetic_documents
+from tests.fakes.faults import HalfWriting, Unreachable
 from tests.fakes.reference import expected_written
 
 END = datetime(2024, 11, 1)
@@ -43,26 +43,6 @@ INVALID_KINDS = (
     {"coin_ids": []},
     {"signals": ["sentiment"]},
 )
-
-
-class Unreachable:
-    """A collection whose server cannot be reached."""
-
-    def find(self, *args, **kwargs):
-        raise AutoReconnect("connection reset by peer")
-
-
-class HalfWriting:
-    """A collection that applies the first half of a bulk write, then loses the connection."""
-
-    def __init__(self, collection) -> None:
-        self._collection = collection
-        self.written = 0
-
-    def bulk_write(self, requests, ordered=False):
-        half = requests[: max(1, len(requests) // 2)]
-        self.written += self._collection.bulk_write(half, ordered=ordered).matched_count
-        raise AutoReconnect("connection reset mid-write")
 
 
 class FaultInjector:
