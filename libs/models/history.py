@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - pymongo is a run-time requirement
 TIMESTAMP_DTYPE = "datetime64[ms]"
 
 #: Documents converted at a time: large enough for numpy to pay off, small enough to keep lists short.
-CHUNK_SIZE = 65_536
+CHUNK_SIZE = 32_768
 
 
 @dataclass(frozen=True)
@@ -209,34 +209,57 @@ def _is_sorted(codes: np.ndarray, ticks: np.ndarray) -> bool:
     return bool(np.all((step > 0) | ((step == 0) & (np.diff(ticks) >= 0))))
 
 
+class _Column:
+    """A 1-D array that grows in place (``ndarray.resize`` reallocates; large blocks are remapped, not copied)."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.data = np.empty(1 << 16, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.data):
+            self.data.resize(max(end, 2 * len(self.data)), refcheck=False)
+        self.data[self.size : end] = values
+        self.size = end
+
+    def finish(self) -> np.ndarray:
+        self.data.resize(self.size, refcheck=False)
+        return self.data
+
+
 class _FrameBuilder:
-    """Converts chunks as they come; :meth:`finish` assembles the sorted frame."""
+    """Converts chunks as they come into growing columns; :meth:`finish` assembles the sorted frame."""
 
     def __init__(self, signals: Sequence[str], ids_since: datetime | None) -> None:
         self.signals = tuple(signals)
         self.ids_since_ms = None if ids_since is None else _epoch_ms(ids_since)
         self.coin_codes: dict[str, int] = {}
         self.read = 0
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.codes = _Column(np.int32)
+        self.ticks = _Column(np.int64)
+        self.values = [_Column(np.float64) for _ in self.signals]
+        self.ids: list[tuple[np.ndarray, np.ndarray]] = []  # (row numbers, ids): only rows that can be judged
 
     def add(self, chunk: list[dict[str, Any]]) -> None:
+        first_row = self.codes.size
         self.read += len(chunk)
         codes = self._coin_codes(_field(chunk, "coin_id"))
         ticks, dated = _timestamps_ms(_field(chunk, "timestamp"))
         usable = dated & (codes >= 0)
-        rows = np.arange(len(chunk)) if usable.all() else np.flatnonzero(usable)  # positions in the chunk
-        codes, ticks = codes[rows], ticks[rows]
-        with_id = rows if self.ids_since_ms is None else rows[ticks >= self.ids_since_ms]
-        if len(with_id) == len(chunk):
-            ids = _objects(_field(chunk, "_id"))
-        else:
-            ids = np.full(len(rows), None, dtype=object)
-            ids[np.searchsorted(rows, with_id)] = _objects(_field([chunk[i] for i in with_id.tolist()], "_id"))
-        values = np.empty((len(self.signals), len(rows)), dtype=np.float64)
-        for row, signal in enumerate(self.signals):
-            column = _signal_column(_field(chunk, signal))
-            values[row] = column if len(rows) == len(chunk) else column[rows]
-        self.parts.append((codes, ticks, ids, values))
+        rows = None if usable.all() else np.flatnonzero(usable)  # positions in the chunk, None for all
+        if rows is not None:
+            codes, ticks = codes[rows], ticks[rows]
+        self.codes.extend(codes)
+        self.ticks.extend(ticks)
+        with_id = np.arange(len(ticks)) if self.ids_since_ms is None else np.flatnonzero(ticks >= self.ids_since_ms)
+        if len(with_id):
+            source = with_id if rows is None else rows[with_id]
+            documents = chunk if len(source) == len(chunk) else [chunk[i] for i in source.tolist()]
+            self.ids.append((first_row + with_id, _objects(_field(documents, "_id"))))
+        for column, signal in zip(self.values, self.signals):
+            values = _signal_column(_field(chunk, signal))
+            column.extend(values if rows is None else values[rows])
 
     def _coin_codes(self, coin_ids: list[Any]) -> np.ndarray:
         """Codes into ``self.coin_codes`` (first-seen order), −1 for an unusable id."""
@@ -248,30 +271,28 @@ class _FrameBuilder:
             self.coin_codes.setdefault(u, len(self.coin_codes)) if isinstance(u, str) and u != "" else -1
             for u in uniques.tolist()
         ]
-        return np.array(lookup + [-1], dtype=np.int64)[local]  # local −1 picks the trailing −1
+        return np.array(lookup + [-1], dtype=np.int32)[local]  # local −1 picks the trailing −1
 
     def finish(self) -> History:
-        count = sum(len(part[0]) for part in self.parts)
+        count = self.codes.size
         skipped = self.read - count
         if count == 0:
             return History(empty_frame(self.signals), read=self.read, skipped=skipped)
         names = np.array(list(self.coin_codes), dtype=object)
         by_name = np.argsort(names)
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[by_name] = np.arange(len(names))
-        codes = rank[np.concatenate([part[0] for part in self.parts])]
-        ticks = np.concatenate([part[1] for part in self.parts])
-        ids = np.concatenate([part[2] for part in self.parts])
-        values = np.empty((len(self.signals), count), dtype=np.float64)
-        start = 0
-        while self.parts:  # copied and freed chunk by chunk, so the values are never held twice
-            part = self.parts.pop(0)
-            values[:, start : start + len(part[0])] = part[3]
-            start += len(part[0])
+        rank = np.empty(len(names), dtype=np.int32)
+        rank[by_name] = np.arange(len(names), dtype=np.int32)
+        codes = rank[self.codes.finish()]  # renumbered in coin_id order
+        ticks = self.ticks.finish()
+        ids = np.full(count, None, dtype=object)
+        for rows, values in self.ids:
+            ids[rows] = values
+        columns = {signal: column.finish() for signal, column in zip(self.signals, self.values)}
         if not _is_sorted(codes, ticks):
             order = np.lexsort((ticks, codes))
-            codes, ticks, ids, values = codes[order], ticks[order], ids[order], values[:, order]
-        frame = pd.DataFrame(values.T, columns=list(self.signals), copy=False)
+            codes, ticks, ids = codes[order], ticks[order], ids[order]
+            columns = {signal: values[order] for signal, values in columns.items()}
+        frame = pd.DataFrame(columns, copy=False)
         frame.insert(0, "_id", ids)
         frame.insert(1, "coin_id", names[by_name][codes])
         frame.insert(2, "timestamp", ticks.view(TIMESTAMP_DTYPE))

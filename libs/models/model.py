@@ -57,13 +57,17 @@ def select_latest(
 
     Several observations sharing that newest timestamp are all judged.
     """
-    stamps = frame["timestamp"]
-    in_window = (stamps > as_of - timedelta(hours=lookback_hours)) & (stamps <= as_of)
+    stamps = frame["timestamp"].to_numpy()
+    in_window = (stamps > np.datetime64(as_of - timedelta(hours=lookback_hours))) & (stamps <= np.datetime64(as_of))
+    candidates = np.flatnonzero(in_window)  # a day out of a month: the grouping below stays small
+    coins = frame["coin_id"].to_numpy()[candidates]
     if coin_ids is not None:
-        in_window &= frame["coin_id"].isin(list(coin_ids))
-    candidates = stamps.where(in_window)
-    newest = candidates.groupby(frame["coin_id"], sort=False).transform("max")
-    return (in_window & (stamps == newest)).to_numpy(dtype=bool)
+        wanted = pd.Index(list(coin_ids)).get_indexer(coins) >= 0
+        candidates, coins = candidates[wanted], coins[wanted]
+    newest = pd.Series(stamps[candidates]).groupby(coins, sort=False).transform("max").to_numpy()
+    judged = np.zeros(len(frame), dtype=bool)
+    judged[candidates[stamps[candidates] == newest]] = True
+    return judged
 
 
 def select_range(
@@ -124,18 +128,22 @@ def _sort_keys(frame: pd.DataFrame, max_period_days: int) -> tuple[np.ndarray, n
     stamps = frame["timestamp"].to_numpy()
     unit, _ = np.datetime_data(stamps.dtype)
     per_day = int(np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64))
-    ticks = stamps.astype(np.int64)
+    ticks = stamps.view(np.int64)
     codes, _ = pd.factorize(frame["coin_id"].to_numpy(), sort=False)
     if len(ticks) == 0:
         return np.empty(0, dtype=np.int64), codes, np.empty(0, dtype=np.intp), per_day
     headroom = max_period_days * per_day + 1
-    offsets = ticks - ticks.min() + headroom
-    span = int(offsets.max()) + 1
+    first = int(ticks.min())
+    span = int(ticks.max()) - first + headroom + 1
     if (int(codes.max()) + 1) * span >= _INT64_HEADROOM:
         raise OverflowError("timestamps span too long a time at this resolution for the model's keys")
-    keys = codes.astype(np.int64) * span + offsets
-    order = np.argsort(keys, kind="stable")
-    return keys, codes, order, per_day
+    keys = codes.astype(np.int64)
+    keys *= span
+    keys += ticks
+    keys += headroom - first
+    # The loader hands over frames sorted this way already; then the order is the identity, and free.
+    order = np.arange(len(keys)) if bool(np.all(keys[1:] >= keys[:-1])) else np.argsort(keys, kind="stable")
+    return keys, codes.astype(np.int32), order, per_day
 
 
 def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.DataFrame:
@@ -154,9 +162,12 @@ def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.Da
     blocks: list[pd.DataFrame] = []
     if judged.any() and params.signals and params.periods_days:
         keys, codes, order, per_day = _sort_keys(frame, max(params.periods_days))
-        rows = _SortedRows(keys[order], codes[order], judged[order], order, per_day)
+        identity = bool(order[-1] == len(order) - 1) and bool(np.all(order[1:] > order[:-1]))
+        rows = _SortedRows(keys, codes, judged, order, per_day) if identity else \
+            _SortedRows(keys[order], codes[order], judged[order], order, per_day)
         for signal in params.signals:
-            blocks.extend(_judge_signal(frame[signal].to_numpy(dtype=np.float64)[order], rows, signal, params))
+            values = frame[signal].to_numpy(dtype=np.float64)
+            blocks.extend(_judge_signal(values if identity else values[order], rows, signal, params))
     if not blocks:
         return _empty_results()
     return pd.concat(blocks, ignore_index=True)
