@@ -4,7 +4,10 @@ Run as ``python -m bench.memory COINS``; prints one JSON line. Documents are
 generated a batch of coins at a time and handed to the loader as a cursor
 would hand them (nothing holds them all), and writes go to a collection that
 only counts them: mongomock is far too slow at this size, and what is
-measured is this process's own memory. ``ru_maxrss`` is the peak resident set.
+measured is this process's own memory. The peak is the kernel's ``VmHWM``
+(peak resident set of this process image); ``ru_maxrss`` is not used because
+Linux carries it over ``exec`` from the parent, so a child of a big process
+would report its parent's peak.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from bench.dataset import AS_OF, Shape, latest_request_body, stream
 
 
 def _rss_mb() -> float:
+    """Peak resident set size of this process image, in MB."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -204,9 +204,14 @@ def _epoch_ms(moment: datetime) -> int:
     return int(pd.to_datetime(np.array([moment], dtype=object), utc=True).as_unit("us").asi8[0] // 1000)
 
 
-def _is_sorted(codes: np.ndarray, ticks: np.ndarray) -> bool:
-    step = np.diff(codes)
-    return bool(np.all((step > 0) | ((step == 0) & (np.diff(ticks) >= 0))))
+def _is_sorted(codes: np.ndarray, ticks: np.ndarray, block: int = 1 << 20) -> bool:
+    """Whether rows are ordered by (code, tick); checked a block at a time to keep temporaries small."""
+    for start in range(0, max(len(codes) - 1, 0), block):
+        end = min(start + block, len(codes) - 1)
+        step = codes[start + 1 : end + 1] - codes[start:end]
+        if not np.all((step > 0) | ((step == 0) & (ticks[start + 1 : end + 1] >= ticks[start:end]))):
+            return False
+    return True
 
 
 class _Column:
@@ -282,7 +287,8 @@ class _FrameBuilder:
         by_name = np.argsort(names)
         rank = np.empty(len(names), dtype=np.int32)
         rank[by_name] = np.arange(len(names), dtype=np.int32)
-        codes = rank[self.codes.finish()]  # renumbered in coin_id order
+        codes = self.codes.finish()
+        np.take(rank, codes, out=codes)  # renumbered in coin_id order, in place
         ticks = self.ticks.finish()
         ids = np.full(count, None, dtype=object)
         for rows, values in self.ids:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,8 @@ RESULT_COLUMNS = (
     "row", "signal", "period_days", "value", "n", "q1", "q3", "lower", "upper", "is_anomaly", "k",
 )
 
-#: Cells of one padded window matrix; bounds the memory of a long backfill.
-MAX_WINDOW_CELLS = 1 << 22
+#: Cells of one padded window matrix (about 25 bytes of temporaries each); bounds the model's memory.
+MAX_WINDOW_CELLS = 1 << 20
 
 _INT64_HEADROOM = 1 << 62
 
@@ -117,21 +117,22 @@ def window_quartiles(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tupl
     return q1, q3
 
 
-def _sort_keys(frame: pd.DataFrame, max_period_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _sort_keys(frame: pd.DataFrame, max_period_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     """An int64 key per row ordering rows by (coin, timestamp), and the key units of one day.
 
     The key is ``coin_code · span + time offset``; offsets start above the
     longest period so that ``t − P`` never reaches into the previous coin.
-    Returns the keys, the coin codes, the row order that sorts the keys and
-    the units per day.
+    Returns the keys, the coin codes, the row order that sorts the keys (None
+    when they are sorted already, as the loader's frames are) and the units
+    per day.
     """
     stamps = frame["timestamp"].to_numpy()
     unit, _ = np.datetime_data(stamps.dtype)
     per_day = int(np.timedelta64(1, "D").astype(f"timedelta64[{unit}]").astype(np.int64))
     ticks = stamps.view(np.int64)
-    codes, _ = pd.factorize(frame["coin_id"].to_numpy(), sort=False)
+    codes = _coin_codes(frame["coin_id"].to_numpy())
     if len(ticks) == 0:
-        return np.empty(0, dtype=np.int64), codes, np.empty(0, dtype=np.intp), per_day
+        return np.empty(0, dtype=np.int64), codes.astype(np.int32), None, per_day
     headroom = max_period_days * per_day + 1
     first = int(ticks.min())
     span = int(ticks.max()) - first + headroom + 1
@@ -141,9 +142,22 @@ def _sort_keys(frame: pd.DataFrame, max_period_days: int) -> tuple[np.ndarray, n
     keys *= span
     keys += ticks
     keys += headroom - first
-    # The loader hands over frames sorted this way already; then the order is the identity, and free.
-    order = np.arange(len(keys)) if bool(np.all(keys[1:] >= keys[:-1])) else np.argsort(keys, kind="stable")
+    order = None if bool(np.all(keys[1:] >= keys[:-1])) else np.argsort(keys, kind="stable")
     return keys, codes.astype(np.int32), order, per_day
+
+
+def _coin_codes(coins: np.ndarray) -> np.ndarray:
+    """A code per row for its coin: numbered runs when rows come grouped by sorted coin (the loader's frames)."""
+    try:
+        steps = coins[1:] != coins[:-1]
+        grouped = bool(np.all(coins[1:][steps] > coins[:-1][steps]))
+    except TypeError:  # ids that do not compare (not from the loader): hash them instead
+        grouped = False
+    if not grouped:
+        return pd.factorize(coins, sort=False)[0]
+    codes = np.zeros(len(coins), dtype=np.int32)
+    np.cumsum(steps, out=codes[1:])
+    return codes
 
 
 def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.DataFrame:
@@ -162,12 +176,13 @@ def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.Da
     blocks: list[pd.DataFrame] = []
     if judged.any() and params.signals and params.periods_days:
         keys, codes, order, per_day = _sort_keys(frame, max(params.periods_days))
-        identity = bool(order[-1] == len(order) - 1) and bool(np.all(order[1:] > order[:-1]))
-        rows = _SortedRows(keys, codes, judged, order, per_day) if identity else \
-            _SortedRows(keys[order], codes[order], judged[order], order, per_day)
+        if order is None:  # sorted already: no copies
+            rows = _SortedRows(keys, codes, judged, np.arange(len(keys)), per_day)
+        else:
+            rows = _SortedRows(keys[order], codes[order], judged[order], order, per_day)
         for signal in params.signals:
             values = frame[signal].to_numpy(dtype=np.float64)
-            blocks.extend(_judge_signal(values if identity else values[order], rows, signal, params))
+            blocks.extend(_judge_signal(values if order is None else values[order], rows, signal, params))
     if not blocks:
         return _empty_results()
     return pd.concat(blocks, ignore_index=True)
@@ -207,7 +222,7 @@ def _judge_signal(values: np.ndarray, rows: _SortedRows, signal: str, params: Mo
     los = [np.searchsorted(window_keys, target_keys - period * rows.per_day, side="right")
            for period in params.periods_days]
     enough = [hi - lo >= params.min_observations for lo in los]
-    quartiles = _quartiles(window_values, rows.codes[present], hi, los, enough)
+    quartiles = _quartiles(window_values, lambda: rows.codes[present], hi, los, enough)
     value = values[targets]
     k = params.deviation_limit
     blocks = []
@@ -234,15 +249,19 @@ def _judge_signal(values: np.ndarray, rows: _SortedRows, signal: str, params: Mo
 
 
 def _quartiles(
-    values: np.ndarray, groups: np.ndarray, hi: np.ndarray, los: list[np.ndarray], enough: list[np.ndarray]
+    values: np.ndarray, groups: Callable[[], np.ndarray], hi: np.ndarray, los: list[np.ndarray],
+    enough: list[np.ndarray],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per period, q1 and q3 of each window ``values[lo:hi]`` that has enough values (NaN elsewhere)."""
+    """Per period, q1 and q3 of each window ``values[lo:hi]`` that has enough values (NaN elsewhere).
+
+    ``groups`` gives each value's coin code, built only if the ranked engine is chosen.
+    """
     cells = sum(int((hi - lo)[ok].sum()) for lo, ok in zip(los, enough))
     windows = sum(int(ok.sum()) for ok in enough)
     results = []
     if _ranking_pays(cells, windows, len(values)):
         q1_all, q3_all = ranked_window_quartiles(
-            values, groups, np.concatenate([lo[ok] for lo, ok in zip(los, enough)]),
+            values, groups(), np.concatenate([lo[ok] for lo, ok in zip(los, enough)]),
             np.concatenate([hi[ok] for ok in enough]),
         )
         start = 0
