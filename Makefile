@@ -12,7 +12,7 @@ SLS := deploy/sls
 TEMPLATE := .serverless/cloudformation-template-update-stack.json
 PARAMS_FILE := deploy/ci.params
 
-.PHONY: demo test venv node package clean
+.PHONY: demo test bench venv node package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ package: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint $(TEMPLATE)
 	$(PY) deploy/package_size.py
 	REQUIRE_PACKAGED_TEMPLATE=1 $(PY) -m pytest tests/test_serverless_template.py
+
+# Performance figures (a few minutes): prints a table, writes bench/results.json.
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis out .serverless .cache node_modules

@@ -254,3 +254,44 @@ def test_on_a_real_server_the_history_query_is_served_by_the_index():
     finally:
         collection.drop()
         client.close()
+
+
+class _CountingCollection:
+    """The embedded collection, counting the round trips a message makes."""
+
+    def __init__(self, collection):
+        self._collection = collection
+        self.finds: list[dict] = []
+        self.bulk_writes: list[int] = []
+
+    def find(self, query, projection=None):
+        self.finds.append(query)
+        return self._collection.find(query, projection)
+
+    def bulk_write(self, requests, ordered=True):
+        self.bulk_writes.append(len(requests))
+        return self._collection.bulk_write(requests, ordered=ordered)
+
+
+@pytest.mark.parametrize("body, judged", [
+    ({"as_of": AS_OF.isoformat()}, 5),                                          # latest: one per coin
+    ({"as_of": AS_OF.isoformat(), "since": (AS_OF - timedelta(hours=49)).isoformat()}, 5 * (49 * 5 + 1)),
+])
+def test_a_message_makes_one_read_query_and_one_bulk_write_per_thousand_flags(store, settings, body, judged):
+    # given five coins observed every 12 minutes for three days
+    from libs.processor import process_message
+
+    store.insert_many([{"coin_id": f"c{c}", "timestamp": AS_OF - timedelta(minutes=12 * i), "volume": float(i % 17),
+                        "latest_price": 1.0 + i % 5} for c in range(5) for i in range(3 * 24 * 5)])
+    spy = _CountingCollection(store)
+
+    # when one message is processed
+    import json
+
+    summary = process_message(json.dumps({**body, "signals": ["volume"], "periods": [1]}), "m", settings,
+                              now=AS_OF, reader=mongodb_helper.DriverReader(spy), collection=spy)
+
+    # then it read once and wrote ⌈judged / 1000⌉ batches holding every judged document
+    assert summary.observations_judged == judged
+    assert len(spy.finds) == 1
+    assert spy.bulk_writes == [min(1000, judged - start) for start in range(0, judged, 1000)]

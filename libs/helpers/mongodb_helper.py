@@ -12,7 +12,7 @@ message never carries a credential or the connection string.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
@@ -98,20 +98,25 @@ def history_query(request: RiskRequest, lookback_hours: int) -> tuple[dict[str, 
 
 
 class Reader(Protocol):
-    """A read backend: runs one find and returns the documents as the driver would."""
+    """A read backend: runs one find and returns the documents as the driver would.
 
-    def find(self, query: dict[str, Any], projection: dict[str, int]) -> list[dict[str, Any]]: ...
+    The result may be a list or an iterator; the loader consumes it in
+    chunks, so an iterator (a cursor) is never held in memory whole.
+    """
+
+    def find(self, query: dict[str, Any], projection: dict[str, int]) -> Iterable[dict[str, Any]]: ...
 
 
 class DriverReader:
-    """Reads with pymongo's ``find`` on the scores collection."""
+    """Reads with pymongo's ``find`` on the scores collection, streaming the cursor."""
 
     def __init__(self, collection: Collection) -> None:
         self._collection = collection
 
-    def find(self, query: dict[str, Any], projection: dict[str, int]) -> list[dict[str, Any]]:
+    def find(self, query: dict[str, Any], projection: dict[str, int]) -> Iterator[dict[str, Any]]:
         try:
-            return list(self._collection.find(query, projection))
+            cursor = self._collection.find(query, projection)
+            yield from cursor
         except PyMongoError as exc:
             raise StoreUnavailable(f"reading history failed: {type(exc).__name__}: {exc}") from None
 
@@ -141,10 +146,15 @@ def get_reader(settings: Settings | None = None) -> Reader:
 
 
 def load_history(request: RiskRequest, settings: Settings, reader: Reader | None = None) -> History:
-    """Everything the request's windows need, as the model's frame: one query."""
+    """Everything the request's windows need, as the model's frame: one query.
+
+    ``_id`` is kept only for rows the request can judge (the others are
+    window context and are never written).
+    """
     query, projection = history_query(request, settings.latest_lookback_hours)
     documents = (reader or get_reader(settings)).find(query, projection)
-    return documents_to_history(documents, request.signals)
+    judged_from, _ = request.judged_start(settings.latest_lookback_hours)
+    return documents_to_history(documents, request.signals, ids_since=judged_from)
 
 
 def _or_none(values: np.ndarray) -> list[Any]:

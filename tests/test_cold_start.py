@@ -1,0 +1,43 @@
+"""What a cold start imports: the Lambda path loads no test, demo or HTTP library it does not need."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+NOT_ON_THE_LAMBDA_PATH = ("requests", "mongomock", "moto", "boto3", "matplotlib")
+
+
+def _imported_after_import_handler(env: dict[str, str]) -> set[str]:
+    code = "import sys, json, handler; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "AWS_", "POWERTOOLS_", "LAMBDA_"))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_handler_with_the_driver_configuration_imports_none_of_the_optional_libraries():
+    # given the environment of a deployed function reading with the driver (no connection is made at import)
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": "crypto-risk-anomaly", "LAMBDA_TASK_ROOT": str(REPO), "AWS_REGION": "us-east-1",
+        "MONGODB_RSKYCLUSTER_HOST": "cluster0.example.mongodb.net", "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME": "u",
+        "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD": "p", "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+    }
+
+    # when a fresh interpreter imports the handler
+    imported = _imported_after_import_handler(env)
+
+    # then the service's own run-time libraries are there and none of the optional ones is
+    assert {"handler", "pandas", "pymongo", "aws_lambda_powertools"} <= imported
+    assert imported.isdisjoint(NOT_ON_THE_LAMBDA_PATH), imported & set(NOT_ON_THE_LAMBDA_PATH)
+
+
+def test_the_embedded_store_is_not_imported_before_it_is_used():
+    imported = _imported_after_import_handler({"MONGODB_URI": "mongomock://"})
+    assert "mongomock" not in imported
