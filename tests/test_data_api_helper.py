@@ -190,7 +190,7 @@ def test_any_number_of_documents_loads_completely_and_exactly_once(
     loaded = reader.find(QUERY, PROJECTION)
 
     # then the same documents as the driver's find, each once, in (timestamp, _id) order
-    expected = DriverReader(store).find(QUERY, PROJECTION)
+    expected = list(DriverReader(store).find(QUERY, PROJECTION))
     assert len(expected) == count
     assert sorted(d["_id"] for d in loaded) == sorted(d["_id"] for d in expected)
     assert len({d["_id"] for d in loaded}) == len(loaded)
@@ -258,7 +258,7 @@ def test_junk_values_come_back_as_the_driver_gives_them_and_frames_are_identical
 
     # when both backends read the same query
     over_http = reader.find(QUERY, PROJECTION)
-    over_driver = DriverReader(store).find(QUERY, PROJECTION)
+    over_driver = list(DriverReader(store).find(QUERY, PROJECTION))
 
     # then each document is the driver's, value for value and type for type (int/Int64 alike)
     by_id = {d["_id"]: d for d in over_driver}
