@@ -1,12 +1,11 @@
 """What judging one signal at a time costs (processor.judge_each_signal) against one model call for all.
 
 The processor calls the model once per signal so that each signal gets its own
-X-Ray subsegment and ``ModelMs`` metric. The model shares one sort of the
-frame across signals within a call, so splitting repeats that sort once per
-signal. This measures both ways on the same frames in the same run and prints
-the ratio (best of ``--repeat`` runs each).
+X-Ray subsegment and ``ModelMs`` metric, sharing one sort of the frame
+(``model.sort_rows``) across signals. This measures both ways on the same
+frames in the same run and prints the ratio (best of ``--repeat`` runs each).
 
-    .venv/bin/python bench/signal_split.py [--repeat 3]
+    .venv/bin/python -m bench.signal_split [--repeat 3]
 """
 
 from __future__ import annotations

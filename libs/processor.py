@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -23,7 +23,7 @@ from pymongo.collection import Collection
 
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
-from libs.models.model import ModelParams, judge, judged_mask
+from libs.models.model import ModelParams, empty_results, judge_signal, judged_mask, sort_rows
 from libs.observability import SERVICE_NAME, annotate, logger, metrics, signal_metrics, tag_request, traced
 from libs.request import RiskRequest, parse_request
 
@@ -192,15 +192,16 @@ def judge_each_signal(
     """The model's results, computed one signal at a time so each is timed and traced on its own.
 
     Ops asked for processing time per signal; the model judges signals
-    independently, so splitting the call changes no result (``bench/`` has
-    what it costs). Each signal gets a ``## <signal>`` subsegment annotated
+    independently, so splitting the call changes no result, and the rows are
+    sorted once for all of them (:func:`~libs.models.model.sort_rows`). Each signal gets a ``## <signal>`` subsegment annotated
     with its judged observations and anomaly flags.
     """
+    rows = sort_rows(frame, judged, params.periods_days)  # once for all signals
     blocks = []
     for signal in params.signals:
         started = time.perf_counter()
         with traced(f"## {signal}") as signal_segment:
-            block = judge(frame, judged, replace(params, signals=(signal,)))
+            block = judge_signal(frame, rows, signal, params) if rows is not None else empty_results()
             observations = int(np.count_nonzero(judged & frame[signal].notna().to_numpy()))
             anomalies = int(block["is_anomaly"].fillna(False).sum())
             annotate(signal_segment, **labels, signal=signal, observations=observations, anomalies=anomalies)
@@ -210,8 +211,8 @@ def judge_each_signal(
         blocks.append(block)
     non_empty = [block for block in blocks if len(block)]
     if not non_empty:
-        return judge(frame, judged, replace(params, signals=()))
-    return pd.concat(non_empty, ignore_index=True)
+        return empty_results()
+    return non_empty[0] if len(non_empty) == 1 else pd.concat(non_empty, ignore_index=True)
 
 
 def report(summary: MessageSummary) -> None:

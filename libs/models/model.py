@@ -170,33 +170,50 @@ def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.Da
     ``is_anomaly`` is a nullable boolean, NA (and the fences NaN) where the
     window holds fewer than ``min_observations`` values.
     """
-    judged = np.asarray(judged, dtype=bool)
-    if len(judged) != len(frame):
-        raise ValueError("the judged mask must have one entry per frame row")
-    blocks: list[pd.DataFrame] = []
-    if judged.any() and params.signals and params.periods_days:
-        keys, codes, order, per_day = _sort_keys(frame, max(params.periods_days))
-        if order is None:  # sorted already: no copies
-            rows = _SortedRows(keys, codes, judged, np.arange(len(keys)), per_day)
-        else:
-            rows = _SortedRows(keys[order], codes[order], judged[order], order, per_day)
-        for signal in params.signals:
-            values = frame[signal].to_numpy(dtype=np.float64)
-            blocks.extend(_judge_signal(values if order is None else values[order], rows, signal, params))
+    rows = sort_rows(frame, judged, params.periods_days)
+    blocks = [judge_signal(frame, rows, signal, params) for signal in params.signals] if rows else []
+    blocks = [block for block in blocks if len(block)]
     if not blocks:
-        return _empty_results()
+        return empty_results()
     return pd.concat(blocks, ignore_index=True)
 
 
 @dataclass(frozen=True)
-class _SortedRows:
-    """The frame's rows in (coin, timestamp) order: keys, coin codes, judged mask, and where each came from."""
+class SortedRows:
+    """The frame's rows in (coin, timestamp) order: keys, coin codes, judged mask, and where each came from.
+
+    Built once per frame by :func:`sort_rows` and shared by every signal, so a
+    caller judging signals one at a time (to time each) pays for the sort once.
+    """
 
     keys: np.ndarray
     codes: np.ndarray
     judged: np.ndarray
     order: np.ndarray
     per_day: int
+    presorted: bool
+
+
+def sort_rows(frame: pd.DataFrame, judged: np.ndarray, periods_days: Sequence[int]) -> SortedRows | None:
+    """The rows of ``frame`` ordered for judging, or None when nothing is to be judged."""
+    judged = np.asarray(judged, dtype=bool)
+    if len(judged) != len(frame):
+        raise ValueError("the judged mask must have one entry per frame row")
+    if not judged.any() or not periods_days:
+        return None
+    keys, codes, order, per_day = _sort_keys(frame, max(periods_days))
+    if order is None:  # sorted already: no copies
+        return SortedRows(keys, codes, judged, np.arange(len(keys)), per_day, presorted=True)
+    return SortedRows(keys[order], codes[order], judged[order], order, per_day, presorted=False)
+
+
+def judge_signal(frame: pd.DataFrame, rows: SortedRows, signal: str, params: ModelParams) -> pd.DataFrame:
+    """:func:`judge` for one signal, over rows prepared by :func:`sort_rows` (empty frame when none judged)."""
+    values = frame[signal].to_numpy(dtype=np.float64)
+    blocks = _judge_signal(values if rows.presorted else values[rows.order], rows, signal, params)
+    if not blocks:
+        return empty_results()
+    return blocks[0] if len(blocks) == 1 else pd.concat(blocks, ignore_index=True)
 
 
 #: Relative costs behind :func:`_ranking_pays`, in units of one gathered-and-sorted window cell
@@ -210,7 +227,7 @@ def _ranking_pays(cells: int, windows: int, values: int) -> bool:
     return cells > RANK_COST_PER_VALUE * values + RANK_COST_PER_WINDOW * windows
 
 
-def _judge_signal(values: np.ndarray, rows: _SortedRows, signal: str, params: ModelParams) -> list[pd.DataFrame]:
+def _judge_signal(values: np.ndarray, rows: SortedRows, signal: str, params: ModelParams) -> list[pd.DataFrame]:
     present = ~np.isnan(values)
     targets = np.flatnonzero(rows.judged & present)
     if len(targets) == 0:
@@ -280,7 +297,8 @@ def _quartiles(
     return results
 
 
-def _empty_results() -> pd.DataFrame:
+def empty_results() -> pd.DataFrame:
+    """A results frame with no rows and the columns and dtypes of :data:`RESULT_COLUMNS`."""
     return pd.DataFrame({
         "row": pd.Series([], dtype=np.intp),
         "signal": pd.Series([], dtype=object),
