@@ -716,3 +716,24 @@ def test_real_solusdt_candles_match_the_reference():
     assert results["is_anomaly"].notna().all()
     assert results["is_anomaly"].sum() > 0
     assert frame["latest_price"].duplicated().any()  # real prices tie
+
+
+# --------------------------------------------------------------------------- one signal at a time
+
+
+def test_judging_signal_by_signal_over_shared_sorted_rows_matches_the_reference():
+    # Given an unsorted frame and rows sorted once for all signals (what the processor does)
+    from libs.models.model import judge_signal, sort_rows
+
+    frame = random_frame(np.random.default_rng(23), rows=400)
+    judged = np.random.default_rng(24).random(len(frame)) < 0.4
+    p = params(signals=("latest_price", "volume"), periods=(3, 7))
+    rows = sort_rows(frame, judged, p.periods_days)
+
+    # When each signal is judged on its own
+    blocks = [judge_signal(frame, rows, signal, p) for signal in p.signals]
+
+    # Then together they are exactly the numpy reference, and nothing judged means no sorted rows
+    assert rows is not None and not rows.presorted
+    assert_same_results(pd.concat(blocks, ignore_index=True), reference_judge(frame, judged, p))
+    assert sort_rows(frame, np.zeros(len(frame), dtype=bool), p.periods_days) is None
