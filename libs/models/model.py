@@ -242,28 +242,31 @@ def _judge_signal(values: np.ndarray, rows: SortedRows, signal: str, params: Mod
     quartiles = _quartiles(window_values, lambda: rows.codes[present], hi, los, enough)
     value = values[targets]
     k = params.deviation_limit
-    blocks = []
-    for period, lo, sufficient, (q1, q3) in zip(params.periods_days, los, enough, quartiles):
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("n", "q1", "q3", "lower", "upper", "flag", "na")}
+    for lo, sufficient, (q1, q3) in zip(los, enough, quartiles):
         with np.errstate(over="ignore"):  # beyond float64 a fence is ±inf, which is what float64 gives
             iqr = q3 - q1
             lower = q1 - k * iqr
             upper = q3 + k * iqr
-        flags = pd.array((value < lower) | (value > upper), dtype="boolean")
-        flags[~sufficient] = pd.NA
-        blocks.append(pd.DataFrame({
-            "row": rows.order[targets],
-            "signal": signal,
-            "period_days": period,
-            "value": value,
-            "n": hi - lo,
-            "q1": q1,
-            "q3": q3,
-            "lower": lower,
-            "upper": upper,
-            "is_anomaly": flags,
-            "k": k,
-        }))
-    return blocks
+        for name, column in (("n", hi - lo), ("q1", q1), ("q3", q3), ("lower", lower), ("upper", upper),
+                             ("flag", (value < lower) | (value > upper)), ("na", ~sufficient)):
+            parts[name].append(column)
+    # one frame per signal, periods stacked: building a frame costs more than the numbers in a small message
+    periods = len(params.periods_days)
+    flags = pd.arrays.BooleanArray(np.concatenate(parts["flag"]), np.concatenate(parts["na"]))
+    return [pd.DataFrame({
+        "row": np.tile(rows.order[targets], periods),
+        "signal": signal,
+        "period_days": np.repeat(np.asarray(params.periods_days, dtype=np.int64), len(targets)),
+        "value": np.tile(value, periods),
+        "n": np.concatenate(parts["n"]),
+        "q1": np.concatenate(parts["q1"]),
+        "q3": np.concatenate(parts["q3"]),
+        "lower": np.concatenate(parts["lower"]),
+        "upper": np.concatenate(parts["upper"]),
+        "is_anomaly": flags,
+        "k": k,
+    })]
 
 
 def _quartiles(
