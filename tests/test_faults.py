@@ -245,14 +245,14 @@ def test_when_the_time_budget_runs_out_mid_batch_the_unstarted_messages_are_list
 def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four_coins, monkeypatch, json_logs):
     # given a model that crashes on coin-0001's data only
     store = four_coins
-    real_judge = processor.judge
+    real_judge_signal = processor.judge_signal
 
-    def crashing_judge(frame, judged, params):
+    def crashing_judge_signal(frame, rows, signal, params):
         if "coin-0001" in set(frame["coin_id"]):
             raise FloatingPointError("model blew up")
-        return real_judge(frame, judged, params)
+        return real_judge_signal(frame, rows, signal, params)
 
-    monkeypatch.setattr(processor, "judge", crashing_judge)
+    monkeypatch.setattr(processor, "judge_signal", crashing_judge_signal)
     bodies = [{"as_of": END.isoformat(), "coin_ids": [f"coin-{i:04d}"]} for i in range(4)]
 
     # when the handler runs a batch with one message per coin
@@ -267,6 +267,6 @@ def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four
     # and the others' flags are exactly what a batch without the crashing message writes
     with_crash = flags_without_time(store)
     store.update_many({}, {"$unset": {"anomalies": ""}})
-    monkeypatch.setattr(processor, "judge", real_judge)
+    monkeypatch.setattr(processor, "judge_signal", real_judge_signal)
     assert handler.handler(sqs_event(bodies[0], bodies[2], bodies[3]), FakeLambdaContext()) == {"batchItemFailures": []}
     assert flags_without_time(store) == with_crash
