@@ -10,7 +10,7 @@ equals the numpy reference. Throughput is printed, never asserted.
 
 moto's SQS scans every message of a queue on each call (2,000 queued messages
 make one receive take about a second), so the producer runs beside the poller
-and keeps at most a few hundred messages queued, as a real producer and
+and keeps at most about a hundred messages queued, as a real producer and
 event source mapping would overlap.
 """
 
@@ -39,7 +39,7 @@ END = datetime(2024, 11, 1)
 COINS = [f"coin-{i:04d}" for i in range(20)]
 VALID, INVALID, TRANSIENT, PERMANENT = 1_800, 150, 120, 30
 SIGNAL_CHOICES = (["volume"], ["latest_price", "market_cap"], ["volatility_index"], None)
-MOST_QUEUED = 200
+MOST_QUEUED = 60
 
 
 def _bodies(rng: random.Random) -> dict[str, list[str]]:
@@ -64,7 +64,7 @@ def _bodies(rng: random.Random) -> dict[str, list[str]]:
 
 
 class ThrottledProducer(threading.Thread):
-    """Sends the bodies in chunks of a hundred, waiting while more than MOST_QUEUED are queued or in flight."""
+    """Sends the bodies in chunks of fifty, waiting while more than MOST_QUEUED are queued or in flight."""
 
     def __init__(self, endpoint_url: str, queue_url: str, bodies: list[str]) -> None:
         super().__init__(daemon=True)
@@ -74,10 +74,10 @@ class ThrottledProducer(threading.Thread):
         self.rejected: list = []
 
     def run(self) -> None:
-        for start in range(0, len(self._bodies), 100):
+        for start in range(0, len(self._bodies), 50):
             while _queued(self._client, self._queue_url) > MOST_QUEUED:
                 time.sleep(0.05)
-            sent = send_bodies(self._client, self._queue_url, self._bodies[start : start + 100])
+            sent = send_bodies(self._client, self._queue_url, self._bodies[start : start + 50])
             self.message_ids += sent.message_ids
             self.rejected += sent.rejected
 
