@@ -36,15 +36,10 @@ def _function_output_to_stderr() -> Iterator[None]:
     """The function's log and EMF metric lines go to stderr, so stdout holds only the response."""
     import contextlib
 
-    from libs.observability import logger
+    from libs.observability import logs_to
 
-    handler = logger.registered_handler
-    previous, handler.stream = handler.stream, sys.stderr  # no setStream: it flushes the old stream
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        handler.stream = previous
+    with logs_to(sys.stderr), contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _ensure_indexes(args: argparse.Namespace) -> int:

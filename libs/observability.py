@@ -55,6 +55,21 @@ def message_context(message_id: str) -> Iterator[None]:
         logger.remove_keys(MESSAGE_LOG_KEYS)
 
 
+@contextmanager
+def logs_to(stream: Any) -> Iterator[None]:
+    """Send the logger's JSON lines to ``stream`` for the block (local commands, tests).
+
+    The stream is swapped in place, not with ``setStream``, which would flush
+    the previous stream first, and that one may be closed already (a test's capture).
+    """
+    handler = logger.registered_handler
+    previous, handler.stream = handler.stream, stream
+    try:
+        yield
+    finally:
+        handler.stream = previous
+
+
 def tag_request(request_id: str) -> None:
     """From here until the message is done, log lines also carry its ``request_id``."""
     logger.append_keys(request_id=request_id)

@@ -76,15 +76,11 @@ def json_logs():
     """Capture the Powertools logger's JSON output (it holds its own stream, which capsys cannot see)."""
     import io
 
-    from libs.observability import logger
+    from libs.observability import logs_to
 
     stream = io.StringIO()
-    handler = logger.registered_handler
-    previous = handler.setStream(stream)
-    try:
+    with logs_to(stream):
         yield JsonLogCapture(stream)
-    finally:
-        handler.setStream(previous)
 
 
 @pytest.fixture(scope="session")

@@ -168,16 +168,11 @@ def function_log_to(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    from libs.observability import logger
+    from libs.observability import logs_to
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as log_file:
-        handler = logger.registered_handler
-        previous = handler.setStream(log_file)
-        try:
-            yield
-        finally:
-            handler.setStream(previous)
+    with path.open("w") as log_file, logs_to(log_file):
+        yield
 
 
 def failure_reasons(log_path: Path | None) -> dict[str, str]:
