@@ -41,7 +41,7 @@ package: $(STAMP) $(NODE_STAMP)
 	grep -Ev '^[[:space:]]*(#|$$)' $(PARAMS_FILE) | sed 's/^/--param=/' | xargs -d '\n' $(SLS) package
 	$(VENV)/bin/cfn-lint $(TEMPLATE)
 	$(PY) deploy/package_size.py
-	REQUIRE_PACKAGED_TEMPLATE=1 $(PY) -m pytest tests/test_serverless_template.py
+	REQUIRE_PACKAGED_TEMPLATE=1 $(PY) -m pytest tests/infrastructure/test_serverless_template.py
 
 # Performance figures (a few minutes): prints a table, writes bench/results.json.
 bench: $(STAMP)

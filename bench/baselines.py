@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,15 +58,20 @@ def numpy_latest_bound(frame: pd.DataFrame, windows: LatestWindows, signals: Seq
 
 
 def naive_latest(
-    frame: pd.DataFrame, as_of: datetime, lookback_hours: int, signals: Sequence[str], periods: Sequence[int],
+    frame: pd.DataFrame,
+    as_of: datetime,
+    lookback_hours: int,
+    signals: Sequence[str],
+    periods: Sequence[int],
     min_observations: int,
 ) -> dict:
     """The straightforward loop; returns ``{(coin, signal, period): (q1, q3) or None}``."""
     out = {}
     for coin in frame["coin_id"].unique():
         coin_rows = frame[frame["coin_id"] == coin]
-        recent = coin_rows[(coin_rows["timestamp"] > as_of - timedelta(hours=lookback_hours))
-                           & (coin_rows["timestamp"] <= as_of)]
+        recent = coin_rows[
+            (coin_rows["timestamp"] > as_of - timedelta(hours=lookback_hours)) & (coin_rows["timestamp"] <= as_of)
+        ]
         if recent.empty:
             continue
         newest = recent["timestamp"].max()
@@ -74,8 +79,11 @@ def naive_latest(
             if math.isnan(recent.loc[recent["timestamp"] == newest, signal].iloc[-1]):
                 continue
             for period in periods:
-                window = frame[(frame["coin_id"] == coin) & (frame["timestamp"] > newest - timedelta(days=period))
-                               & (frame["timestamp"] <= newest)][signal].dropna()
+                window = frame[
+                    (frame["coin_id"] == coin)
+                    & (frame["timestamp"] > newest - timedelta(days=period))
+                    & (frame["timestamp"] <= newest)
+                ][signal].dropna()
                 out[coin, signal, period] = (
                     (window.quantile(0.25), window.quantile(0.75)) if len(window) >= min_observations else None
                 )

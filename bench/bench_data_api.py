@@ -16,20 +16,21 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("MONGODB_URI", "mongomock://")
 
-from bson import json_util  # noqa: E402
+from bson import json_util
 
-from libs.helpers.constants_helper import SIGNALS, load_settings  # noqa: E402
-from libs.helpers.data_api_helper import RESPONSE_JSON_OPTIONS, DataApiReader  # noqa: E402
-from libs.helpers.embedded_store import reset_embedded_store  # noqa: E402
-from libs.helpers.mongodb_helper import DriverReader, get_collection  # noqa: E402
-from libs.models.history import documents_to_history  # noqa: E402
-from libs.synthetic import synthetic_documents  # noqa: E402
-from tests.fakes.data_api_server import DataApiServer  # noqa: E402
+from libs.helpers.constants_helper import SIGNALS, load_settings
+from libs.helpers.data_api_helper import RESPONSE_JSON_OPTIONS, DataApiReader
+from libs.helpers.embedded_store import reset_embedded_store
+from libs.helpers.mongodb_helper import DriverReader, get_collection
+from libs.local.data_api_server import DataApiServer
+from libs.models.history import documents_to_history
+from libs.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
 
@@ -60,11 +61,17 @@ def main() -> None:
 
     server = DataApiServer(collection=collection, api_key="bench-key").start()
     try:
-        settings = load_settings({
-            "MONGODB_URI": "mongomock://", "MONGODB_READ_BACKEND": "data_api", "MONGODB_DATA_API_URL": server.url,
-            "MONGODB_RSKYCLUSTER_DATA_API_KEY": "bench-key", "MONGODB_RSKYCLUSTER_DATA_SOURCE": "bench",
-            "MONGODB_DATA_API_PAGE_SIZE": str(args.page_size), "MONGODB_DATA_API_TIMEOUT_MS": "600000",
-        })
+        settings = load_settings(
+            {
+                "MONGODB_URI": "mongomock://",
+                "MONGODB_READ_BACKEND": "data_api",
+                "MONGODB_DATA_API_URL": server.url,
+                "MONGODB_RSKYCLUSTER_DATA_API_KEY": "bench-key",
+                "MONGODB_RSKYCLUSTER_DATA_SOURCE": "bench",
+                "MONGODB_DATA_API_PAGE_SIZE": str(args.page_size),
+                "MONGODB_DATA_API_TIMEOUT_MS": "600000",
+            }
+        )
         reader = DataApiReader(settings)
         driver = DriverReader(collection)
         loaded = driver.find(query, projection)
@@ -84,8 +91,10 @@ def main() -> None:
     print(f"documents read: {n:,} ({coins} coins), Data API pages of {args.page_size:,}: {pages} requests")
     print(f"driver reader (mongomock):        {driver_s * 1000:9.1f} ms  (baseline)")
     print(f"Data API reader over loopback:    {http_s * 1000:9.1f} ms  x{http_s / driver_s:.2f}")
-    print(f"client EJSON decode alone:        {decode_s * 1000:9.1f} ms  "
-          f"({decode_s / n * 1e6:.1f} us/doc, {len(canonical) / n:.0f} bytes/doc)")
+    print(
+        f"client EJSON decode alone:        {decode_s * 1000:9.1f} ms  "
+        f"({decode_s / n * 1e6:.1f} us/doc, {len(canonical) / n:.0f} bytes/doc)"
+    )
     print(f"documents_to_history (baseline):  {frame_s * 1000:9.1f} ms  decode = x{decode_s / frame_s:.2f} of it")
 
 

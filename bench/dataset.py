@@ -16,10 +16,11 @@ must still count. A handful of documents carry no usable ``coin_id`` or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from bson import ObjectId
@@ -75,8 +76,13 @@ def _values(rng: np.random.Generator, coins: int, steps: int) -> dict[str, np.nd
 
 def _junk(kind: str, value: float) -> Any:
     return {
-        "null": None, "nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "bool": value > 0,
-        "string": "n/a", "object": {"$numberDouble": str(value)},
+        "null": None,
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "-inf": float("-inf"),
+        "bool": value > 0,
+        "string": "n/a",
+        "object": {"$numberDouble": str(value)},
     }[kind]
 
 
@@ -91,9 +97,18 @@ KEYS: tuple[str, ...] = ("_id", "coin_id", "timestamp", *SIGNALS)
 def _dicts(columns: list[list[Any]]) -> list[dict[str, Any]]:
     # A dict display is about twice as fast as dict(zip(KEYS, row)) at this size.
     return [
-        {"_id": i, "coin_id": c, "timestamp": t, "latest_price": s0, "market_cap_score": s1,
-         "liquidity_risk_score": s2, "volatility_risk_score": s3, "volume": s4, "market_cap": s5,
-         "volatility_index": s6}
+        {
+            "_id": i,
+            "coin_id": c,
+            "timestamp": t,
+            "latest_price": s0,
+            "market_cap_score": s1,
+            "liquidity_risk_score": s2,
+            "volatility_risk_score": s3,
+            "volume": s4,
+            "market_cap": s5,
+            "volatility_index": s6,
+        }
         for i, c, t, s0, s1, s2, s3, s4, s5, s6 in zip(*columns)
     ]
 
@@ -144,8 +159,6 @@ def _batch(shape: Shape, first_coin: int, coins: int) -> list[dict[str, Any]]:
         else:
             docs[row]["timestamp"] = str(docs[row]["timestamp"])
     return docs
-
-
 
 
 #: Coins per generated batch (about 48,000 documents, a few 16 MB cursor batches).

@@ -17,7 +17,8 @@ import json
 import resource
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from bench.dataset import AS_OF, Shape, latest_request_body, stream
 
@@ -69,26 +70,33 @@ def main(argv: list[str]) -> int:
 
     gc.collect()
     baseline = _rss_mb()
-    settings = load_settings({
-        "MONGODB_URI": "mongodb://127.0.0.1:1/",
-        "MONGODB_RSKYCLUSTER_DATABASE": "risk",
-        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
-    })
+    settings = load_settings(
+        {
+            "MONGODB_URI": "mongodb://127.0.0.1:1/",
+            "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+        }
+    )
     reader, collection = StreamingReader(Shape(coins=coins)), CountingCollection()
     started = time.perf_counter()
-    summary = process_message(json.dumps(latest_request_body()), "bench-memory", settings,
-                              now=AS_OF, reader=reader, collection=collection)
-    print(json.dumps({
-        "coins": coins,
-        "documents": summary.documents_read,
-        "peak_rss_mb": round(_rss_mb(), 1),
-        "rss_after_imports_mb": round(baseline, 1),
-        "seconds_with_generation": round(time.perf_counter() - started, 2),
-        "stage_ms": summary.stage_ms,
-        "read_queries": reader.queries,
-        "bulk_writes": collection.calls,
-        "updates": collection.updates,
-    }))
+    summary = process_message(
+        json.dumps(latest_request_body()), "bench-memory", settings, now=AS_OF, reader=reader, collection=collection
+    )
+    print(
+        json.dumps(
+            {
+                "coins": coins,
+                "documents": summary.documents_read,
+                "peak_rss_mb": round(_rss_mb(), 1),
+                "rss_after_imports_mb": round(baseline, 1),
+                "seconds_with_generation": round(time.perf_counter() - started, 2),
+                "stage_ms": summary.stage_ms,
+                "read_queries": reader.queries,
+                "bulk_writes": collection.calls,
+                "updates": collection.updates,
+            }
+        )
+    )
     return 0
 
 

@@ -17,10 +17,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,9 +61,12 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-        "libraries": {name: version(name) for name in ("numpy", "pandas", "pymongo", "aws-lambda-powertools",
-                                                        "aws-xray-sdk")},
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "libraries": {
+            name: version(name) for name in ("numpy", "pandas", "pymongo", "aws-lambda-powertools", "aws-xray-sdk")
+        },
         "load_average": os.getloadavg(),
     }
 
@@ -79,8 +83,9 @@ def _range(frame: pd.DataFrame, since: Any) -> pd.DataFrame:
 
 def _naive_agrees(results: pd.DataFrame, frame: pd.DataFrame, naive: dict) -> bool:
     coins = frame["coin_id"].to_numpy()[results["row"].to_numpy()]
-    for coin, signal, period, q1, q3 in zip(coins, results["signal"], results["period_days"], results["q1"],
-                                            results["q3"]):
+    for coin, signal, period, q1, q3 in zip(
+        coins, results["signal"], results["period_days"], results["q1"], results["q3"]
+    ):
         expected = naive.get((coin, signal, period))
         if (expected is None) != np.isnan(q1) or (expected is not None and expected != (q1, q3)):
             return False
@@ -88,8 +93,13 @@ def _naive_agrees(results: pd.DataFrame, frame: pd.DataFrame, naive: dict) -> bo
 
 
 def _memory(coins: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "bench.memory", str(coins)], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", str(coins)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -102,27 +112,46 @@ def main() -> int:
     gc.collect()
     gc.freeze()  # the documents are long-lived: keep the collector from rescanning them
     gc.enable()
-    results["dataset"] = {"coins": shape.coins, "days": shape.days, "per_day": shape.per_day, "seed": shape.seed,
-                          "documents": len(docs), "generated_s": round(time.perf_counter() - started, 2)}
+    results["dataset"] = {
+        "coins": shape.coins,
+        "days": shape.days,
+        "per_day": shape.per_day,
+        "seed": shape.seed,
+        "documents": len(docs),
+        "generated_s": round(time.perf_counter() - started, 2),
+    }
     print(f"dataset: {len(docs):,} documents in {results['dataset']['generated_s']} s", flush=True)
 
     ids_since = AS_OF - timedelta(hours=LOOKBACK_HOURS)
-    load_s, records_s = _median_pair(lambda: documents_to_history(docs, SIGNALS, ids_since=ids_since),
-                                     lambda: pd.DataFrame.from_records(docs, columns=list(KEYS)))
+    load_s, records_s = _median_pair(
+        lambda: documents_to_history(docs, SIGNALS, ids_since=ids_since),
+        lambda: pd.DataFrame.from_records(docs, columns=list(KEYS)),
+    )
     frame = documents_to_history(docs, SIGNALS, ids_since=ids_since).frame
     del docs
     gc.unfreeze()
     gc.collect()
-    results["loading"] = {"seconds": load_s, "documents_per_s": shape.documents / load_s,
-                          "from_records_s": records_s, "ratio": load_s / records_s, "bar": "<= 1.0"}
+    results["loading"] = {
+        "seconds": load_s,
+        "documents_per_s": shape.documents / load_s,
+        "from_records_s": records_s,
+        "ratio": load_s / records_s,
+        "bar": "<= 1.0",
+    }
     print(f"loading: {load_s:.2f} s vs from_records {records_s:.2f} s", flush=True)
 
     judged = judged_mask(frame, as_of=AS_OF, since=None, lookback_hours=LOOKBACK_HOURS, coin_ids=None)
     windows = baselines.locate_latest_windows(frame, judged, PERIODS)
-    latest_s, bound_s = _median_pair(lambda: _latest(frame),
-                                     lambda: baselines.numpy_latest_bound(frame, windows, SIGNALS))
-    results["latest"] = {"seconds": latest_s, "numpy_bound_s": bound_s, "ratio": latest_s / bound_s,
-                         "judged_rows": int(judged.sum()), "bar": "<= 1.5"}
+    latest_s, bound_s = _median_pair(
+        lambda: _latest(frame), lambda: baselines.numpy_latest_bound(frame, windows, SIGNALS)
+    )
+    results["latest"] = {
+        "seconds": latest_s,
+        "numpy_bound_s": bound_s,
+        "ratio": latest_s / bound_s,
+        "judged_rows": int(judged.sum()),
+        "bar": "<= 1.5",
+    }
     print(f"latest: {latest_s:.2f} s vs numpy bound {bound_s:.2f} s", flush=True)
 
     subset = frame[frame["coin_id"].isin(frame["coin_id"].unique()[:200])].reset_index(drop=True)
@@ -130,24 +159,37 @@ def main() -> int:
     started = time.perf_counter()
     naive = baselines.naive_latest(subset, AS_OF, LOOKBACK_HOURS, SIGNALS, PERIODS, PARAMS.min_observations)
     naive_s = time.perf_counter() - started
-    results["latest_vs_naive"] = {"coins": 200, "seconds": subset_s, "naive_s": naive_s,
-                                  "speedup": naive_s / subset_s, "agrees": _naive_agrees(_latest(subset), subset, naive),
-                                  "bar": ">= 100"}
+    results["latest_vs_naive"] = {
+        "coins": 200,
+        "seconds": subset_s,
+        "naive_s": naive_s,
+        "speedup": naive_s / subset_s,
+        "agrees": _naive_agrees(_latest(subset), subset, naive),
+        "bar": ">= 100",
+    }
     print(f"latest, 200 coins: {subset_s:.3f} s vs naive loop {naive_s:.1f} s", flush=True)
 
     since = AS_OF - timedelta(days=7)
-    range_s, primitive_s = _median_pair(lambda: _range(frame, since),
-                                        lambda: baselines.pandas_range_primitive(frame, since, SIGNALS, PERIODS))
+    range_s, primitive_s = _median_pair(
+        lambda: _range(frame, since), lambda: baselines.pandas_range_primitive(frame, since, SIGNALS, PERIODS)
+    )
     judged_range = judged_mask(frame, as_of=AS_OF, since=since, lookback_hours=LOOKBACK_HOURS, coin_ids=None)
-    results["range"] = {"seconds": range_s, "pandas_primitive_s": primitive_s, "ratio": range_s / primitive_s,
-                        "judged_rows": int(judged_range.sum()), "bar": "<= 1.3"}
+    results["range"] = {
+        "seconds": range_s,
+        "pandas_primitive_s": primitive_s,
+        "ratio": range_s / primitive_s,
+        "judged_rows": int(judged_range.sum()),
+        "bar": "<= 1.3",
+    }
     print(f"range: {range_s:.2f} s vs pandas groupby-rolling {primitive_s:.2f} s", flush=True)
     del frame, subset
 
     results["memory"] = {str(coins): _memory(coins) for coins in (2_000, 5_000)}
     results["memory"]["bar"] = "5,000 coins <= 700 MB"
-    print("memory: " + ", ".join(f"{c} coins {m['peak_rss_mb']} MB" for c, m in results["memory"].items()
-                                 if c != "bar"), flush=True)
+    print(
+        "memory: " + ", ".join(f"{c} coins {m['peak_rss_mb']} MB" for c, m in results["memory"].items() if c != "bar"),
+        flush=True,
+    )
 
     results["cold_start"] = {**coldstart.measure(), "bar": "<= 1.15"}
     RESULTS.write_text(json.dumps(results, indent=2, default=float))
@@ -161,18 +203,38 @@ def table(results: dict[str, Any]) -> str:
     """The README's table, from a results dict."""
     memory = results["memory"]
     rows = [
-        ("Latest mode, model only (2,000 coins)", f"{results['latest']['seconds']:.2f} s",
-         f"{results['latest']['ratio']:.2f}× the numpy nanpercentile bound", "≤ 1.5×"),
-        ("Latest mode vs naive loop (200 coins)", f"{results['latest_vs_naive']['seconds'] * 1000:.0f} ms",
-         f"{results['latest_vs_naive']['speedup']:.0f}× faster", "≥ 100×"),
-        ("Range mode, 7-day backfill, model only", f"{results['range']['seconds']:.2f} s",
-         f"{results['range']['ratio']:.2f}× the pandas groupby-rolling quantile", "≤ 1.3×"),
-        ("Loading (documents → frame)", f"{results['loading']['documents_per_s'] / 1e6:.2f} M docs/s",
-         f"{results['loading']['ratio']:.2f}× DataFrame.from_records", "≤ 1.0×"),
+        (
+            "Latest mode, model only (2,000 coins)",
+            f"{results['latest']['seconds']:.2f} s",
+            f"{results['latest']['ratio']:.2f}× the numpy nanpercentile bound",
+            "≤ 1.5×",
+        ),
+        (
+            "Latest mode vs naive loop (200 coins)",
+            f"{results['latest_vs_naive']['seconds'] * 1000:.0f} ms",
+            f"{results['latest_vs_naive']['speedup']:.0f}× faster",
+            "≥ 100×",
+        ),
+        (
+            "Range mode, 7-day backfill, model only",
+            f"{results['range']['seconds']:.2f} s",
+            f"{results['range']['ratio']:.2f}× the pandas groupby-rolling quantile",
+            "≤ 1.3×",
+        ),
+        (
+            "Loading (documents → frame)",
+            f"{results['loading']['documents_per_s'] / 1e6:.2f} M docs/s",
+            f"{results['loading']['ratio']:.2f}× DataFrame.from_records",
+            "≤ 1.0×",
+        ),
         ("Peak RSS, latest mode, 2,000 coins", f"{memory['2000']['peak_rss_mb']:.0f} MB", "", ""),
         ("Peak RSS, latest mode, 5,000 coins", f"{memory['5000']['peak_rss_mb']:.0f} MB", "", "≤ 700 MB"),
-        ("Cold start, import handler", f"{results['cold_start']['handler_s']:.2f} s",
-         f"{results['cold_start']['ratio']:.2f}× importing the libraries alone", "≤ 1.15×"),
+        (
+            "Cold start, import handler",
+            f"{results['cold_start']['handler_s']:.2f} s",
+            f"{results['cold_start']['ratio']:.2f}× importing the libraries alone",
+            "≤ 1.15×",
+        ),
     ]
     header = ("figure", "value", "ratio", "bar")
     widths = [max(len(str(r[i])) for r in (*rows, header)) for i in range(4)]

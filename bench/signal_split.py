@@ -55,8 +55,10 @@ def main() -> None:
         assert np.array_equal(one["is_anomaly"].fillna(False), split["is_anomaly"].fillna(False))
         once_ms = _best_ms(lambda: judge(frame, judged, params), args.repeat)
         split_ms = _best_ms(lambda: judge_each_signal(frame, judged, params, MessageSummary("bench"), {}), args.repeat)
-        print(f"{label:45} {len(frame):>8,} {int(judged.sum()):>7,} {once_ms:>12.1f} {split_ms:>14.1f} "
-              f"{split_ms / once_ms:>6.2f}")
+        print(
+            f"{label:45} {len(frame):>8,} {int(judged.sum()):>7,} {once_ms:>12.1f} {split_ms:>14.1f} "
+            f"{split_ms / once_ms:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

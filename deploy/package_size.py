@@ -34,7 +34,9 @@ def sizes(package: Path) -> tuple[int, int, Counter[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", nargs="?", type=Path, default=Path(".serverless/crypto-risk-anomaly.zip"))
-    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB, help="fail above this unzipped size (MiB)")
+    parser.add_argument(
+        "--budget-mb", type=float, default=DEFAULT_BUDGET_MB, help="fail above this unzipped size (MiB)"
+    )
     parser.add_argument("--top", type=int, default=8, help="how many of the largest entries to list")
     args = parser.parse_args(argv)
     if not args.package.is_file():
@@ -49,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, size in by_top.most_common(args.top):
         print(f"  {size / MB:7.1f} MiB  {name}")
     if unzipped > args.budget_mb * MB:
-        print(f"package_size: {unzipped / MB:.1f} MiB unzipped is over the {args.budget_mb:.0f} MiB budget", file=sys.stderr)
+        print(
+            f"package_size: {unzipped / MB:.1f} MiB unzipped is over the {args.budget_mb:.0f} MiB budget",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

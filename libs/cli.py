@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from libs.errors import AnomalyServiceError
 from libs.local.lambda_context import LocalContext
@@ -74,9 +75,14 @@ def _demo(args: argparse.Namespace) -> int:
         print("demo runs on the embedded store only: set MONGODB_URI=mongomock://", file=sys.stderr)
         return 2
     options = DemoOptions(
-        coins=args.coins, days=args.days, per_day=args.per_day, seed=args.seed,
-        coins_per_message=args.coins_per_message, visibility_timeout_seconds=args.visibility_timeout,
-        out_dir=Path(args.out_dir), verbose=args.verbose,
+        coins=args.coins,
+        days=args.days,
+        per_day=args.per_day,
+        seed=args.seed,
+        coins_per_message=args.coins_per_message,
+        visibility_timeout_seconds=args.visibility_timeout,
+        out_dir=Path(args.out_dir),
+        verbose=args.verbose,
     )
     report = run_demo(options, get_collection(settings), settings, progress=ProgressLine())
     print(format_report(report))
@@ -91,7 +97,9 @@ def _request_template(args: argparse.Namespace) -> dict[str, Any]:
         try:
             template["periods"] = [int(p) for p in args.periods.split(",") if p.strip()]
         except ValueError:
-            raise AnomalyServiceError(f"--periods must be whole days separated by commas, got {args.periods!r}") from None
+            raise AnomalyServiceError(
+                f"--periods must be whole days separated by commas, got {args.periods!r}"
+            ) from None
     for key in ("as_of", "since", "request_id"):
         if getattr(args, key) is not None:
             template[key] = getattr(args, key)
@@ -131,8 +139,10 @@ def _enqueue(args: argparse.Namespace) -> int:
         parse_request(body, message_id=f"enqueue-{position}", settings=settings, now=now)
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
     report = send_bodies(client, args.queue_url, bodies)
-    print(f"sent {report.sent} of {len(bodies)} messages ({len(coins)} coins from {source}, "
-          f"at most {args.coins_per_message} per message; {report.retried} entries retried)")
+    print(
+        f"sent {report.sent} of {len(bodies)} messages ({len(coins)} coins from {source}, "
+        f"at most {args.coins_per_message} per message; {report.retried} entries retried)"
+    )
     for body, reason in report.rejected:
         print(f"refused by SQS: {reason}: {body[:80]}", file=sys.stderr)
     return 0 if not report.rejected else 1
@@ -146,8 +156,11 @@ def _poll(args: argparse.Namespace) -> int:
     queue = load_queue_settings(stage=args.stage, params=dict(args.param))
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
     poller = Poller(
-        client, args.queue_url, batch_size=args.batch_size or queue.batch_size,
-        batching_window_seconds=queue.maximum_batching_window_seconds, wait_seconds=args.wait_seconds,
+        client,
+        args.queue_url,
+        batch_size=args.batch_size or queue.batch_size,
+        batching_window_seconds=queue.maximum_batching_window_seconds,
+        wait_seconds=args.wait_seconds,
         function_timeout_ms=queue.function_timeout_ms,
     )
     try:
@@ -156,9 +169,11 @@ def _poll(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stats = poller.stats
         stats.stopped = "interrupted"
-    print(f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
-          f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
-          f" ({stats.stopped})")
+    print(
+        f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
+        f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
+        f" ({stats.stopped})"
+    )
     for error in stats.invocation_errors[-5:]:
         print(f"function error (whole batch left on the queue): {error}", file=sys.stderr)
     return 0
@@ -172,8 +187,13 @@ def _plot(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         summary = plot_signal(
-            get_collection(settings), coin_id=args.coin, signal=args.signal, period_days=args.period,
-            out=Path(args.out), deviation_limit=settings.deviation_limit, min_observations=settings.min_observations,
+            get_collection(settings),
+            coin_id=args.coin,
+            signal=args.signal,
+            period_days=args.period,
+            out=Path(args.out),
+            deviation_limit=settings.deviation_limit,
+            min_observations=settings.min_observations,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -219,16 +239,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="the whole pipeline on the embedded store and a local SQS, no cloud account")
+    demo = commands.add_parser(
+        "demo", help="the whole pipeline on the embedded store and a local SQS, no cloud account"
+    )
     demo.add_argument("--coins", type=_positive, default=50, help="synthetic coins to seed (default 50)")
     demo.add_argument("--days", type=_positive, default=35, help="days of history per coin (default 35)")
     demo.add_argument("--per-day", type=_positive, default=4, help="observations per coin per day (default 4)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic data")
     demo.add_argument("--coins-per-message", type=_positive, default=10, help="coins per request message (default 10)")
-    demo.add_argument("--visibility-timeout", type=_positive, default=1,
-                      help="the queue's visibility timeout in seconds, shortened so redrive takes seconds (default 1)")
+    demo.add_argument(
+        "--visibility-timeout",
+        type=_positive,
+        default=1,
+        help="the queue's visibility timeout in seconds, shortened so redrive takes seconds (default 1)",
+    )
     demo.add_argument("--out-dir", default="out", help="where the plot and the function log go (default out/)")
-    demo.add_argument("--verbose", action="store_true", help="show the function's JSON log lines instead of filing them")
+    demo.add_argument(
+        "--verbose", action="store_true", help="show the function's JSON log lines instead of filing them"
+    )
     demo.set_defaults(run=_demo)
 
     invoke = commands.add_parser("invoke", help="one handler call on a saved event; prints the response")
@@ -242,14 +270,24 @@ def _parser() -> argparse.ArgumentParser:
 
     serverless = argparse.ArgumentParser(add_help=False)
     serverless.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
-    serverless.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                            help="a serverless --param, e.g. TIMEOUT=60 (repeatable)")
+    serverless.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a serverless --param, e.g. TIMEOUT=60 (repeatable)",
+    )
 
-    local_queue = commands.add_parser("local-queue", parents=[serverless],
-                                      help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C")
+    local_queue = commands.add_parser(
+        "local-queue",
+        parents=[serverless],
+        help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C",
+    )
     local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    local_queue.add_argument("--visibility-timeout", type=_positive,
-                             help="seconds; default factor x function timeout as declared (720)")
+    local_queue.add_argument(
+        "--visibility-timeout", type=_positive, help="seconds; default factor x function timeout as declared (720)"
+    )
     local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     local_queue.set_defaults(run=_local_queue)
 
@@ -257,7 +295,9 @@ def _parser() -> argparse.ArgumentParser:
     coins = enqueue.add_mutually_exclusive_group()
     coins.add_argument("--coins", help="comma-separated coin ids (default: every coin in the store)")
     coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
-    enqueue.add_argument("--coins-per-message", type=_positive, default=100, help="at most this many coins a message (default 100)")
+    enqueue.add_argument(
+        "--coins-per-message", type=_positive, default=100, help="at most this many coins a message (default 100)"
+    )
     enqueue.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)}")
     enqueue.add_argument("--periods", help="comma-separated window lengths in days, e.g. 3,7,30")
     enqueue.add_argument("--as-of", dest="as_of", help="ISO-8601 date or datetime")
@@ -266,11 +306,21 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
     enqueue.set_defaults(run=_enqueue)
 
-    poll = commands.add_parser("poll", parents=[queue, serverless], help="a local event source mapping feeding the handler")
-    poll.add_argument("--batch-size", type=_positive, help="messages per invocation (default: serverless.yml's batchSize)")
+    poll = commands.add_parser(
+        "poll", parents=[queue, serverless], help="a local event source mapping feeding the handler"
+    )
+    poll.add_argument(
+        "--batch-size", type=_positive, help="messages per invocation (default: serverless.yml's batchSize)"
+    )
     poll.add_argument("--until-empty", action="store_true", help="stop when no message is waiting or in flight")
-    poll.add_argument("--wait-seconds", type=int, default=1, choices=range(0, 21), metavar="0-20",
-                      help="long-poll wait per receive (default 1)")
+    poll.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=1,
+        choices=range(21),
+        metavar="0-20",
+        help="long-poll wait per receive (default 1)",
+    )
     poll.add_argument("--max-seconds", type=float, help="stop after this long")
     poll.add_argument("--verbose", action="store_true", help="show the function's INFO log lines")
     poll.set_defaults(run=_poll)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -143,7 +144,7 @@ class SignalMetrics:
 signal_metrics = SignalMetrics()
 
 
-def publish_metrics(handler: Handler) -> Handler:
+def publish_metrics[Handler: Callable[..., Any]](handler: Handler) -> Handler:
     """Decorator: print the invocation's EMF blobs (and ``ColdStart`` once per container) when it ends."""
 
     @functools.wraps(handler)

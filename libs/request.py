@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from libs.errors import InvalidRequest
@@ -184,9 +184,7 @@ def _signals(body: dict[str, Any]) -> tuple[str, ...]:
     for position, value in enumerate(values):
         if not isinstance(value, str) or value not in SIGNALS:
             shown = repr(value) if isinstance(value, str) else _json_type(value)
-            raise InvalidRequest(
-                "signals", f"entry {position} ({_short(shown)}) is not one of {', '.join(SIGNALS)}"
-            )
+            raise InvalidRequest("signals", f"entry {position} ({_short(shown)}) is not one of {', '.join(SIGNALS)}")
     wanted = set(values)
     return tuple(signal for signal in SIGNALS if signal in wanted)
 
@@ -197,9 +195,14 @@ def _periods(body: dict[str, Any], default: tuple[int, ...]) -> tuple[int, ...]:
     values = _list(body, "periods")
     for position, value in enumerate(values):
         if type(value) is not int:
-            raise InvalidRequest("periods", f"entry {position} must be a JSON integer, got {_json_type(value)} {_short(json.dumps(value))}")
+            raise InvalidRequest(
+                "periods",
+                f"entry {position} must be a JSON integer, got {_json_type(value)} {_short(json.dumps(value))}",
+            )
         if not 1 <= value <= MAX_PERIOD_DAYS:
-            raise InvalidRequest("periods", f"entry {position} must be from 1 to {MAX_PERIOD_DAYS} days, got {_short(str(value))}")
+            raise InvalidRequest(
+                "periods", f"entry {position} must be from 1 to {MAX_PERIOD_DAYS} days, got {_short(str(value))}"
+            )
     return tuple(sorted(set(values)))
 
 
@@ -234,7 +237,7 @@ def _parse_moment(body: dict[str, Any], key: str, date_means_end_of_day: bool) -
         raise InvalidRequest(key, f"is not an ISO-8601 date or datetime: {_short(value)!r}") from None
     if moment.tzinfo is not None:
         try:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:
             raise InvalidRequest(key, f"is out of range: {_short(value)!r}") from None
     return moment

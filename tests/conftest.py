@@ -20,7 +20,7 @@ from libs.helpers import constants_helper  # noqa: E402
 from libs.helpers.constants_helper import Settings, load_settings  # noqa: E402
 from libs.helpers.embedded_store import reset_embedded_store  # noqa: E402
 from libs.helpers.mongodb_helper import get_collection  # noqa: E402
-from tests.fakes.lambda_context import FakeLambdaContext  # noqa: E402
+from libs.local.lambda_context import LocalContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -43,8 +43,8 @@ def store():
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LocalContext:
+    return LocalContext()
 
 
 @pytest.fixture

@@ -39,9 +39,7 @@ FLOAT_COLUMNS = ("value", "q1", "q3", "lower", "upper", "k")
 # --------------------------------------------------------------------------- helpers
 
 
-def params(
-    signals=("latest_price",), periods=(3,), deviation_limit=1.5, min_observations=4
-) -> ModelParams:
+def params(signals=("latest_price",), periods=(3,), deviation_limit=1.5, min_observations=4) -> ModelParams:
     return ModelParams(
         signals=tuple(signals),
         periods_days=tuple(periods),
@@ -64,14 +62,23 @@ def frame_of(observations, signals=("latest_price",), unit="ms") -> pd.DataFrame
     return pd.DataFrame(columns)
 
 
-def random_frame(rng: np.random.Generator, rows: int, coins=("btc", "eth", "sol"), days=40,
-                 signals=("latest_price", "volume"), missing=0.15, unit="ms") -> pd.DataFrame:
+def random_frame(
+    rng: np.random.Generator,
+    rows: int,
+    coins=("btc", "eth", "sol"),
+    days=40,
+    signals=("latest_price", "volume"),
+    missing=0.15,
+    unit="ms",
+) -> pd.DataFrame:
     """Interleaved coins, hour-grid timestamps (so ties and exact window edges occur), some NaN."""
     hours = rng.integers(0, days * 24, size=rows)
-    frame = pd.DataFrame({
-        "coin_id": rng.choice(np.array(coins, dtype=object), size=rows),
-        "timestamp": (np.datetime64(T0, unit) + hours.astype(f"timedelta64[h]")).astype(f"datetime64[{unit}]"),
-    })
+    frame = pd.DataFrame(
+        {
+            "coin_id": rng.choice(np.array(coins, dtype=object), size=rows),
+            "timestamp": (np.datetime64(T0, unit) + hours.astype("timedelta64[h]")).astype(f"datetime64[{unit}]"),
+        }
+    )
     for signal in signals:
         values = np.round(rng.lognormal(3.0, 0.6, size=rows), 1)  # rounding makes value ties
         values[rng.random(rows) < 0.05] *= 20  # a few outliers
@@ -112,16 +119,28 @@ def reference_judge(frame: pd.DataFrame, judged: np.ndarray, p: ModelParams) -> 
                     lower = q1 - k * iqr
                     upper = q3 + k * iqr
                     flag = bool(value < lower or value > upper)
-                records.append({
-                    "row": int(row), "signal": signal, "period_days": int(period), "value": value, "n": n,
-                    "q1": q1, "q3": q3, "lower": lower, "upper": upper, "is_anomaly": flag, "k": k,
-                })
+                records.append(
+                    {
+                        "row": int(row),
+                        "signal": signal,
+                        "period_days": int(period),
+                        "value": value,
+                        "n": n,
+                        "q1": q1,
+                        "q3": q3,
+                        "lower": lower,
+                        "upper": upper,
+                        "is_anomaly": flag,
+                        "k": k,
+                    }
+                )
     return pd.DataFrame(records, columns=list(RESULT_COLUMNS))
 
 
 def _sorted(results: pd.DataFrame) -> pd.DataFrame:
-    order = np.lexsort((results["period_days"].to_numpy(), results["signal"].to_numpy(dtype=str),
-                        results["row"].to_numpy()))
+    order = np.lexsort(
+        (results["period_days"].to_numpy(), results["signal"].to_numpy(dtype=str), results["row"].to_numpy())
+    )
     return results.iloc[order].reset_index(drop=True)
 
 
@@ -133,12 +152,15 @@ def assert_same_results(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     """Exact equality, row for row, of two result frames (NaN equals NaN, NA equals None)."""
     assert list(actual.columns) == list(RESULT_COLUMNS)
     actual, expected = _sorted(actual), _sorted(expected)
-    assert actual[["row", "signal", "period_days"]].values.tolist() == \
-        expected[["row", "signal", "period_days"]].values.tolist()
+    assert (
+        actual[["row", "signal", "period_days"]].values.tolist()
+        == expected[["row", "signal", "period_days"]].values.tolist()
+    )
     assert actual["n"].astype(np.int64).tolist() == expected["n"].astype(np.int64).tolist()
     for column in FLOAT_COLUMNS:
         np.testing.assert_array_equal(
-            actual[column].to_numpy(dtype=np.float64), expected[column].to_numpy(dtype=np.float64),
+            actual[column].to_numpy(dtype=np.float64),
+            expected[column].to_numpy(dtype=np.float64),
             err_msg=f"column {column}",
         )
     assert flags_of(actual) == flags_of(expected)
@@ -200,14 +222,16 @@ def test_window_edges_exclude_t_minus_period_and_include_t():
     # Given observations exactly P days before t, just after that, at t, and just after t
     t = T0 + 5 * DAY
     ms = timedelta(milliseconds=1)
-    frame = frame_of([
-        ("btc", t - 3 * DAY, 1000.0),        # exactly t − 3 days: outside the 3-day window
-        ("btc", t - 3 * DAY + ms, 1.0),      # one millisecond later: inside
-        ("btc", t - DAY, 2.0),
-        ("btc", t - ms, 3.0),
-        ("btc", t, 4.0),                     # the judged row: inside its own window
-        ("btc", t + ms, -1000.0),            # later: outside
-    ])
+    frame = frame_of(
+        [
+            ("btc", t - 3 * DAY, 1000.0),  # exactly t − 3 days: outside the 3-day window
+            ("btc", t - 3 * DAY + ms, 1.0),  # one millisecond later: inside
+            ("btc", t - DAY, 2.0),
+            ("btc", t - ms, 3.0),
+            ("btc", t, 4.0),  # the judged row: inside its own window
+            ("btc", t + ms, -1000.0),  # later: outside
+        ]
+    )
     judged = np.array([False, False, False, False, True, False])
 
     # When the row at t is judged over 3 and 7 days
@@ -282,7 +306,9 @@ def test_min_observations_boundary_is_inclusive():
 def test_constant_series_flags_any_different_value_and_no_equal_one():
     # Given a constant series, then one equal and one slightly different observation (another coin)
     constant = [("btc", T0 + timedelta(hours=h), 5.0) for h in range(6)]
-    different = [("eth", T0 + timedelta(hours=h), 5.0) for h in range(6)] + [("eth", T0 + 6 * timedelta(hours=1), 5.0 + 1e-9)]
+    different = [("eth", T0 + timedelta(hours=h), 5.0) for h in range(6)] + [
+        ("eth", T0 + 6 * timedelta(hours=1), 5.0 + 1e-9)
+    ]
     frame = frame_of(constant + different)
 
     # When every row is judged
@@ -426,10 +452,21 @@ def test_results_and_dtypes_for_a_simple_case():
 
     # Then the numbers are np.percentile's and the result frame has the documented columns and dtypes
     q1, q3 = np.percentile([10.0, 11.0, 12.0, 13.0, 40.0], [25, 75])
-    assert results.to_dict("records") == [{
-        "row": 4, "signal": "latest_price", "period_days": 3, "value": 40.0, "n": 5, "q1": q1, "q3": q3,
-        "lower": q1 - 1.5 * (q3 - q1), "upper": q3 + 1.5 * (q3 - q1), "is_anomaly": True, "k": 1.5,
-    }]
+    assert results.to_dict("records") == [
+        {
+            "row": 4,
+            "signal": "latest_price",
+            "period_days": 3,
+            "value": 40.0,
+            "n": 5,
+            "q1": q1,
+            "q3": q3,
+            "lower": q1 - 1.5 * (q3 - q1),
+            "upper": q3 + 1.5 * (q3 - q1),
+            "is_anomaly": True,
+            "k": 1.5,
+        }
+    ]
     assert results["is_anomaly"].dtype == "boolean"
     assert np.issubdtype(results["row"].dtype, np.integer)
     assert np.issubdtype(results["n"].dtype, np.integer)
@@ -583,17 +620,19 @@ def test_judge_in_small_chunks_matches_reference(monkeypatch):
 
 def _selection_frame() -> pd.DataFrame:
     as_of = T0 + 10 * DAY
-    return frame_of([
-        ("btc", as_of - timedelta(hours=30), 1.0),   # 0: outside a 24 h lookback
-        ("btc", as_of - timedelta(hours=5), 1.0),    # 1: btc's newest, tied with 2
-        ("eth", as_of + timedelta(hours=1), 1.0),    # 2: after as_of: never judged
-        ("btc", as_of - timedelta(hours=5), 1.0),    # 3: btc's newest, tied with 1
-        ("btc", as_of - timedelta(hours=6), 1.0),    # 4: older than btc's newest
-        ("eth", as_of, 1.0),                         # 5: exactly as_of: eth's newest
-        ("sol", as_of - timedelta(hours=24), 1.0),   # 6: exactly as_of − lookback: excluded
-        ("ada", as_of - timedelta(hours=40), 1.0),   # 7: stale
-        ("xrp", as_of - timedelta(hours=24) + timedelta(milliseconds=1), 1.0),  # 8: just inside
-    ])
+    return frame_of(
+        [
+            ("btc", as_of - timedelta(hours=30), 1.0),  # 0: outside a 24 h lookback
+            ("btc", as_of - timedelta(hours=5), 1.0),  # 1: btc's newest, tied with 2
+            ("eth", as_of + timedelta(hours=1), 1.0),  # 2: after as_of: never judged
+            ("btc", as_of - timedelta(hours=5), 1.0),  # 3: btc's newest, tied with 1
+            ("btc", as_of - timedelta(hours=6), 1.0),  # 4: older than btc's newest
+            ("eth", as_of, 1.0),  # 5: exactly as_of: eth's newest
+            ("sol", as_of - timedelta(hours=24), 1.0),  # 6: exactly as_of − lookback: excluded
+            ("ada", as_of - timedelta(hours=40), 1.0),  # 7: stale
+            ("xrp", as_of - timedelta(hours=24) + timedelta(milliseconds=1), 1.0),  # 8: just inside
+        ]
+    )
 
 
 def test_select_latest_judges_each_coins_newest_observation_in_the_lookback():
@@ -629,10 +668,16 @@ def test_select_range_is_inclusive_at_both_ends():
     # Given observations at, between and just outside since and as_of
     since, as_of = T0, T0 + 2 * DAY
     ms = timedelta(milliseconds=1)
-    frame = frame_of([
-        ("btc", since - ms, 1.0), ("btc", since, 1.0), ("eth", T0 + DAY, 1.0),
-        ("btc", as_of, 1.0), ("eth", as_of + ms, 1.0), ("eth", since, 1.0),
-    ])
+    frame = frame_of(
+        [
+            ("btc", since - ms, 1.0),
+            ("btc", since, 1.0),
+            ("eth", T0 + DAY, 1.0),
+            ("btc", as_of, 1.0),
+            ("eth", as_of + ms, 1.0),
+            ("eth", since, 1.0),
+        ]
+    )
 
     # When selected in range mode, with and without a coin filter
     judged = select_range(frame, since, as_of)
@@ -647,10 +692,14 @@ def test_selection_bounds_hold_for_an_as_of_finer_than_milliseconds():
     # Given millisecond timestamps around an as_of carrying microseconds (the processing time)
     as_of = T0 + timedelta(microseconds=500)
     ms = timedelta(milliseconds=1)
-    frame = frame_of([
-        ("btc", T0, 1.0), ("btc", T0 + ms, 1.0),                              # ≤ as_of, > as_of
-        ("eth", T0 - timedelta(hours=24), 1.0), ("eth", T0 - timedelta(hours=24) + ms, 1.0),
-    ])
+    frame = frame_of(
+        [
+            ("btc", T0, 1.0),
+            ("btc", T0 + ms, 1.0),  # ≤ as_of, > as_of
+            ("eth", T0 - timedelta(hours=24), 1.0),
+            ("eth", T0 - timedelta(hours=24) + ms, 1.0),
+        ]
+    )
 
     # When selected, Then nothing is rounded across a bound
     assert np.flatnonzero(select_latest(frame, as_of, 24)).tolist() == [0, 3]
@@ -695,13 +744,15 @@ def test_real_solusdt_candles_match_the_reference():
         pytest.skip(f"{SOLUSDT_CSV} is absent")
     # Given 1,000 real hourly SOL/USDT candles mapped onto three signals
     candles = pd.read_csv(SOLUSDT_CSV, parse_dates=["timestamp"])
-    frame = pd.DataFrame({
-        "coin_id": "solana",
-        "timestamp": candles["timestamp"].astype("datetime64[ms]"),
-        "latest_price": candles["Close"].astype(np.float64),
-        "volume": candles["Volume"].astype(np.float64),
-        "volatility_index": (candles["High"] - candles["Low"]) / candles["Close"] * 100,
-    })
+    frame = pd.DataFrame(
+        {
+            "coin_id": "solana",
+            "timestamp": candles["timestamp"].astype("datetime64[ms]"),
+            "latest_price": candles["Close"].astype(np.float64),
+            "volume": candles["Volume"].astype(np.float64),
+            "volatility_index": (candles["High"] - candles["Low"]) / candles["Close"] * 100,
+        }
+    )
     as_of = frame["timestamp"].max().to_pydatetime()
     since = as_of - timedelta(days=10)
     p = params(signals=("latest_price", "volume", "volatility_index"), periods=(3, 7, 30))

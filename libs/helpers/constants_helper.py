@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import quote_plus
 
 from libs.errors import ConfigError
@@ -121,10 +121,7 @@ def build_atlas_uri(host: str, user: str, password: str) -> str:
     ``mongodb+srv`` turns TLS on by default; it is also stated so that a reader
     of the URI (never logged) can see it.
     """
-    return (
-        f"mongodb+srv://{quote_plus(user)}:{quote_plus(password)}@{host}/"
-        "?tls=true&retryWrites=true&w=majority"
-    )
+    return f"mongodb+srv://{quote_plus(user)}:{quote_plus(password)}@{host}/?tls=true&retryWrites=true&w=majority"
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -198,9 +195,14 @@ def _data_api(env: Mapping[str, str]) -> dict[str, str]:
         region = _text(env, "MONGODB_RSKYCLUSTER_REGION")
         app_id = _text(env, "MONGODB_RSKYCLUSTER_DATA_API_APP_ID")
         if region is None:
-            raise ConfigError("MONGODB_RSKYCLUSTER_REGION", "is required by the data_api backend unless MONGODB_DATA_API_URL is set")
+            raise ConfigError(
+                "MONGODB_RSKYCLUSTER_REGION", "is required by the data_api backend unless MONGODB_DATA_API_URL is set"
+            )
         if app_id is None:
-            raise ConfigError("MONGODB_RSKYCLUSTER_DATA_API_APP_ID", "is required by the data_api backend unless MONGODB_DATA_API_URL is set")
+            raise ConfigError(
+                "MONGODB_RSKYCLUSTER_DATA_API_APP_ID",
+                "is required by the data_api backend unless MONGODB_DATA_API_URL is set",
+            )
         url = f"https://{region}.aws.data.mongodb-api.com/app/{app_id}/endpoint/data/v1"
     elif not url.startswith(("https://", "http://")):
         raise ConfigError("MONGODB_DATA_API_URL", "must start with https:// (or http:// for a local endpoint)")

@@ -127,17 +127,20 @@ class DataApiReader:
 
     def _find_page(self, page_filter: dict[str, Any], projection: dict[str, int]) -> list[dict[str, Any]]:
         body = json_util.dumps(
-            {**self._namespace, "filter": page_filter, "projection": projection, "sort": PAGE_SORT,
-             "limit": self.page_size},
+            {
+                **self._namespace,
+                "filter": page_filter,
+                "projection": projection,
+                "sort": PAGE_SORT,
+                "limit": self.page_size,
+            },
             json_options=REQUEST_JSON_OPTIONS,
         ).encode("utf-8")
         failure = ""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
             try:
-                response = self._session.post(
-                    self.endpoint, data=body, timeout=self._timeout_s, allow_redirects=False
-                )
+                response = self._session.post(self.endpoint, data=body, timeout=self._timeout_s, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 failure = f"{type(exc).__name__}: {self._scrub(str(exc))}"
             except requests.RequestException as exc:
@@ -181,9 +184,7 @@ class DataApiReader:
             ) from None
         documents = payload.get("documents") if isinstance(payload, dict) else None
         if not isinstance(documents, list) or not all(isinstance(doc, dict) for doc in documents):
-            raise StoreUnavailable(
-                f"Data API answered without a list of documents: {self._excerpt(response)}"
-            )
+            raise StoreUnavailable(f"Data API answered without a list of documents: {self._excerpt(response)}")
         return documents
 
     def _excerpt(self, response: requests.Response) -> str:

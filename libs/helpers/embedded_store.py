@@ -15,7 +15,7 @@ Speed shim: mongomock answers every filter by scanning the whole collection,
 so a bulk write of n updates by ``_id`` costs n full scans (minutes for a
 demo-sized backfill). :func:`_look_up_by_id` answers a filter that is exactly
 ``{"_id": <value>}`` from mongomock's own id-keyed store instead; every other
-filter takes mongomock's path unchanged. ``tests/helpers/test_embedded_store.py``
+filter takes mongomock's path unchanged. ``tests/integration/test_embedded_store.py``
 fails once mongomock accepts ``sort`` itself, to say the shim can go.
 """
 

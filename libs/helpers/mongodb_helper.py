@@ -11,8 +11,9 @@ message never carries a credential or the connection string.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -181,8 +182,14 @@ def build_updates(
         )
         for row, flag, value, q1, q3, lower, upper, n, k in columns:
             sets[row][field] = {
-                "is_anomaly": flag, "value": value, "q1": q1, "q3": q3,
-                "lower": lower, "upper": upper, "n": n, "k": k,
+                "is_anomaly": flag,
+                "value": value,
+                "q1": q1,
+                "q3": q3,
+                "lower": lower,
+                "upper": upper,
+                "n": n,
+                "k": k,
             }
     ids = frame["_id"].to_numpy()
     return [UpdateOne({"_id": ids[row]}, {"$set": fields}) for row, fields in sets.items()]

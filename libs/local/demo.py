@@ -20,11 +20,12 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 from pymongo.collection import Collection
 
@@ -225,10 +226,18 @@ def run_demo(
         client = sqs_client(endpoint.url)
         queues = create_queues(client, report.queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
         coins = sorted({doc["coin_id"] for doc in documents})
-        latest = request_bodies(coins, options.coins_per_message, {"as_of": as_of.isoformat(), "request_id": "demo-latest"})
-        backfill = request_bodies(coins, options.coins_per_message, {
-            "since": (as_of - timedelta(days=7)).isoformat(), "as_of": as_of.isoformat(), "request_id": "demo-backfill",
-        })
+        latest = request_bodies(
+            coins, options.coins_per_message, {"as_of": as_of.isoformat(), "request_id": "demo-latest"}
+        )
+        backfill = request_bodies(
+            coins,
+            options.coins_per_message,
+            {
+                "since": (as_of - timedelta(days=7)).isoformat(),
+                "as_of": as_of.isoformat(),
+                "request_id": "demo-backfill",
+            },
+        )
         # the invalid ones first: their redrive cycles then overlap the valid messages' processing
         sent = send_bodies(client, queues.url, list(INVALID_BODIES) + latest + backfill)
         report.sent_ids, report.rejected_by_sqs = sent.message_ids, len(sent.rejected)
@@ -237,14 +246,20 @@ def run_demo(
         def on_batch(stats: PollStats) -> None:
             if progress is not None:
                 dlq = queue_counts(client, queues.dlq_url).visible
-                progress.show(f"polling: {stats.batches} batches, {stats.received} deliveries, "
-                              f"{stats.succeeded} processed, {stats.failed} failed (left for redrive), "
-                              f"{dlq} in the DLQ")
+                progress.show(
+                    f"polling: {stats.batches} batches, {stats.received} deliveries, "
+                    f"{stats.succeeded} processed, {stats.failed} failed (left for redrive), "
+                    f"{dlq} in the DLQ"
+                )
 
         poller = Poller(
-            client, queues.url, handler=handler, batch_size=report.queue.batch_size,
+            client,
+            queues.url,
+            handler=handler,
+            batch_size=report.queue.batch_size,
             batching_window_seconds=report.queue.maximum_batching_window_seconds,
-            function_timeout_ms=report.queue.function_timeout_ms, on_batch=on_batch,
+            function_timeout_ms=report.queue.function_timeout_ms,
+            on_batch=on_batch,
         )
         report.poll = poller.run(until_empty=True, max_seconds=POLL_LIMIT_SECONDS)
         if progress is not None:
@@ -254,7 +269,8 @@ def run_demo(
         reasons = failure_reasons(report.function_log)
         report.dead_lettered = [
             (m["MessageId"], m["Body"], reasons.get(m["MessageId"], ""))
-            for m in peek_messages(client, queues.dlq_url) if m["MessageId"] in sent_ids
+            for m in peek_messages(client, queues.dlq_url)
+            if m["MessageId"] in sent_ids
         ]
         counts = queue_counts(client, queues.url)
         report.left_on_queue = counts.visible + counts.in_flight + counts.delayed
@@ -267,9 +283,13 @@ def run_demo(
     if choice is not None:
         coin_id, signal, period = choice
         report.plot = plot_signal(
-            collection, coin_id=coin_id, signal=signal, period_days=period,
+            collection,
+            coin_id=coin_id,
+            signal=signal,
+            period_days=period,
             out=options.out_dir / f"demo-{coin_id}-{signal}-{period}d.png",
-            deviation_limit=settings.deviation_limit, min_observations=settings.min_observations,
+            deviation_limit=settings.deviation_limit,
+            min_observations=settings.min_observations,
         )
     report.seconds = time.monotonic() - started
     return report
@@ -296,7 +316,8 @@ def format_report(report: DemoReport) -> str:
         f"seeded {report.documents:,} documents for {report.coins} coins, {report.planted} planted anomalies, "
         f"{report.missing_values:,} missing signal values",
         f"enqueued {report.sent} messages: {report.sent_latest} latest-mode, {report.sent_backfill} backfill "
-        f"(7 days), {report.sent_invalid} invalid" + (f"; {report.rejected_by_sqs} refused by SQS" if report.rejected_by_sqs else ""),
+        f"(7 days), {report.sent_invalid} invalid"
+        + (f"; {report.rejected_by_sqs} refused by SQS" if report.rejected_by_sqs else ""),
         "",
         f"messages: sent {report.sent} = processed {report.processed} + dead-lettered {len(report.dead_lettered)}"
         + ("" if report.accounted else f"   <-- DOES NOT ADD UP ({report.left_on_queue} still on the queue)"),
@@ -317,8 +338,10 @@ def format_report(report: DemoReport) -> str:
         f"flags on unplanted points: {report.unplanted_flags} of {report.judged_values:,} judged values ({share:.1%})",
     ]
     if report.plot is not None:
-        lines.append(f"plot: {report.plot.path} ({report.plot.coin_id}, {report.plot.signal}, "
-                     f"{report.plot.period_days}-day window: the coin with the most flags)")
+        lines.append(
+            f"plot: {report.plot.path} ({report.plot.coin_id}, {report.plot.signal}, "
+            f"{report.plot.period_days}-day window: the coin with the most flags)"
+        )
     if report.function_log is not None:
         lines.append(f"function log (JSON lines): {report.function_log}")
     lines.append(f"finished in {report.seconds:.1f} s")

@@ -73,12 +73,27 @@ def plot_signal(
     axes = figure.add_subplot()
     times, values = frame["timestamp"].to_numpy(), frame[signal].to_numpy()
     fence_times = frame["timestamp"].to_numpy()[fences["row"].to_numpy()]
-    axes.fill_between(fence_times, fences["lower"].to_numpy(), fences["upper"].to_numpy(), color="#9ecae1",
-                      alpha=0.5, label=f"{period_days}-day fences (k={deviation_limit:g})", linewidth=0)
+    axes.fill_between(
+        fence_times,
+        fences["lower"].to_numpy(),
+        fences["upper"].to_numpy(),
+        color="#9ecae1",
+        alpha=0.5,
+        label=f"{period_days}-day fences (k={deviation_limit:g})",
+        linewidth=0,
+    )
     axes.plot(times, values, color="#404040", linewidth=0.8, marker=".", markersize=3, label=signal)
     if flagged.any():
-        axes.scatter(times[flagged], values[flagged], s=40, color=FLAG_COLOUR, edgecolors="black", linewidths=0.5,
-                     zorder=3, label=f"flagged ({int(flagged.sum())})")
+        axes.scatter(
+            times[flagged],
+            values[flagged],
+            s=40,
+            color=FLAG_COLOUR,
+            edgecolors="black",
+            linewidths=0.5,
+            zorder=3,
+            label=f"flagged ({int(flagged.sum())})",
+        )
     finite = values[np.isfinite(values)]
     if signal in LOG_SCALE_SIGNALS and finite.size and (finite > 0).all():
         axes.set_yscale("log")

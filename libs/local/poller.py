@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from libs.local.lambda_context import LocalContext
 from libs.local.sqs_endpoint import queue_arn, queue_counts
@@ -28,8 +29,14 @@ from libs.local.sqs_endpoint import queue_arn, queue_counts
 Handler = Callable[[dict[str, Any], Any], Any]
 #: The system attributes Lambda copies into a record's ``attributes``.
 LAMBDA_RECORD_ATTRIBUTES = (
-    "ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
-    "AWSTraceHeader", "SequenceNumber", "MessageGroupId", "MessageDeduplicationId",
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "SenderId",
+    "ApproximateFirstReceiveTimestamp",
+    "AWSTraceHeader",
+    "SequenceNumber",
+    "MessageGroupId",
+    "MessageDeduplicationId",
 )
 SQS_MAX_MESSAGES_PER_CALL = 10
 SQS_MAX_WAIT_SECONDS = 20

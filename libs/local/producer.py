@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 SQS_MAX_ENTRIES_PER_BATCH = 10
 SQS_MAX_BATCH_BYTES = 256 * 1024

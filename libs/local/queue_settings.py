@@ -19,9 +19,10 @@ default is used when they have one, otherwise the key is reported as an error.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -87,7 +88,7 @@ _Loader.add_multi_constructor("!", _short_tag)
 def read_serverless(path: Path = SERVERLESS_YML) -> dict[str, Any]:
     """The file as a mapping; short tags become :class:`CloudFormationTag`."""
     try:
-        document = yaml.load(Path(path).read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(Path(path).read_text(), Loader=_Loader)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

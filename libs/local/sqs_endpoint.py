@@ -41,7 +41,7 @@ class LocalSqsEndpoint:
         self._server: Any = None
         self.url = ""
 
-    def start(self) -> "LocalSqsEndpoint":
+    def start(self) -> LocalSqsEndpoint:
         from moto.server import ThreadedMotoServer
 
         silence_access_log()
@@ -56,7 +56,7 @@ class LocalSqsEndpoint:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> "LocalSqsEndpoint":
+    def __enter__(self) -> LocalSqsEndpoint:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -114,7 +114,9 @@ def create_queues(client: Any, settings: QueueSettings, *, visibility_timeout_se
     default) for local runs that want a failed message redelivered within
     seconds; everything else is as declared.
     """
-    visibility = settings.visibility_timeout_seconds if visibility_timeout_seconds is None else visibility_timeout_seconds
+    visibility = (
+        settings.visibility_timeout_seconds if visibility_timeout_seconds is None else visibility_timeout_seconds
+    )
     dlq_url = client.create_queue(
         QueueName=settings.dead_letter_queue_name,
         Attributes={"MessageRetentionPeriod": str(settings.dlq_retention_seconds)},
@@ -142,7 +144,11 @@ class QueueCounts:
 
 
 def queue_counts(client: Any, queue_url: str) -> QueueCounts:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
     attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
     visible, in_flight, delayed = (int(attributes.get(name, 0)) for name in names)
     return QueueCounts(visible=visible, in_flight=in_flight, delayed=delayed)
@@ -156,7 +162,10 @@ def peek_messages(client: Any, queue_url: str, *, hide_seconds: int = 60) -> lis
     messages: list[dict[str, Any]] = []
     while True:
         batch = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=hide_seconds, WaitTimeSeconds=0,
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=hide_seconds,
+            WaitTimeSeconds=0,
             AttributeNames=["All"],
         ).get("Messages", [])
         if not batch:

@@ -20,9 +20,9 @@ and :func:`_ranking_pays` picks the cheaper engine per signal.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,17 @@ from libs.models.order_statistics import lerp, quantile_positions, ranked_window
 
 #: Columns of the frame :func:`judge` returns, one row per judged row × signal × period.
 RESULT_COLUMNS = (
-    "row", "signal", "period_days", "value", "n", "q1", "q3", "lower", "upper", "is_anomaly", "k",
+    "row",
+    "signal",
+    "period_days",
+    "value",
+    "n",
+    "q1",
+    "q3",
+    "lower",
+    "upper",
+    "is_anomaly",
+    "k",
 )
 
 #: Cells of one padded window matrix (about 25 bytes of temporaries each); bounds the model's memory.
@@ -236,8 +246,10 @@ def _judge_signal(values: np.ndarray, rows: SortedRows, signal: str, params: Mod
     window_values = values[present]
     target_keys = rows.keys[targets]
     hi = np.searchsorted(window_keys, target_keys, side="right")
-    los = [np.searchsorted(window_keys, target_keys - period * rows.per_day, side="right")
-           for period in params.periods_days]
+    los = [
+        np.searchsorted(window_keys, target_keys - period * rows.per_day, side="right")
+        for period in params.periods_days
+    ]
     enough = [hi - lo >= params.min_observations for lo in los]
     quartiles = _quartiles(window_values, lambda: rows.codes[present], hi, los, enough)
     value = values[targets]
@@ -248,29 +260,43 @@ def _judge_signal(values: np.ndarray, rows: SortedRows, signal: str, params: Mod
             iqr = q3 - q1
             lower = q1 - k * iqr
             upper = q3 + k * iqr
-        for name, column in (("n", hi - lo), ("q1", q1), ("q3", q3), ("lower", lower), ("upper", upper),
-                             ("flag", (value < lower) | (value > upper)), ("na", ~sufficient)):
+        for name, column in (
+            ("n", hi - lo),
+            ("q1", q1),
+            ("q3", q3),
+            ("lower", lower),
+            ("upper", upper),
+            ("flag", (value < lower) | (value > upper)),
+            ("na", ~sufficient),
+        ):
             parts[name].append(column)
     # one frame per signal, periods stacked: building a frame costs more than the numbers in a small message
     periods = len(params.periods_days)
     flags = pd.arrays.BooleanArray(np.concatenate(parts["flag"]), np.concatenate(parts["na"]))
-    return [pd.DataFrame({
-        "row": np.tile(rows.order[targets], periods),
-        "signal": signal,
-        "period_days": np.repeat(np.asarray(params.periods_days, dtype=np.int64), len(targets)),
-        "value": np.tile(value, periods),
-        "n": np.concatenate(parts["n"]),
-        "q1": np.concatenate(parts["q1"]),
-        "q3": np.concatenate(parts["q3"]),
-        "lower": np.concatenate(parts["lower"]),
-        "upper": np.concatenate(parts["upper"]),
-        "is_anomaly": flags,
-        "k": k,
-    })]
+    return [
+        pd.DataFrame(
+            {
+                "row": np.tile(rows.order[targets], periods),
+                "signal": signal,
+                "period_days": np.repeat(np.asarray(params.periods_days, dtype=np.int64), len(targets)),
+                "value": np.tile(value, periods),
+                "n": np.concatenate(parts["n"]),
+                "q1": np.concatenate(parts["q1"]),
+                "q3": np.concatenate(parts["q3"]),
+                "lower": np.concatenate(parts["lower"]),
+                "upper": np.concatenate(parts["upper"]),
+                "is_anomaly": flags,
+                "k": k,
+            }
+        )
+    ]
 
 
 def _quartiles(
-    values: np.ndarray, groups: Callable[[], np.ndarray], hi: np.ndarray, los: list[np.ndarray],
+    values: np.ndarray,
+    groups: Callable[[], np.ndarray],
+    hi: np.ndarray,
+    los: list[np.ndarray],
     enough: list[np.ndarray],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per period, q1 and q3 of each window ``values[lo:hi]`` that has enough values (NaN elsewhere).
@@ -282,7 +308,9 @@ def _quartiles(
     results = []
     if _ranking_pays(cells, windows, len(values)):
         q1_all, q3_all = ranked_window_quartiles(
-            values, groups(), np.concatenate([lo[ok] for lo, ok in zip(los, enough)]),
+            values,
+            groups(),
+            np.concatenate([lo[ok] for lo, ok in zip(los, enough)]),
             np.concatenate([hi[ok] for ok in enough]),
         )
         start = 0
@@ -302,19 +330,21 @@ def _quartiles(
 
 def empty_results() -> pd.DataFrame:
     """A results frame with no rows and the columns and dtypes of :data:`RESULT_COLUMNS`."""
-    return pd.DataFrame({
-        "row": pd.Series([], dtype=np.intp),
-        "signal": pd.Series([], dtype=object),
-        "period_days": pd.Series([], dtype=np.int64),
-        "value": pd.Series([], dtype=np.float64),
-        "n": pd.Series([], dtype=np.int64),
-        "q1": pd.Series([], dtype=np.float64),
-        "q3": pd.Series([], dtype=np.float64),
-        "lower": pd.Series([], dtype=np.float64),
-        "upper": pd.Series([], dtype=np.float64),
-        "is_anomaly": pd.Series([], dtype="boolean"),
-        "k": pd.Series([], dtype=np.float64),
-    })
+    return pd.DataFrame(
+        {
+            "row": pd.Series([], dtype=np.intp),
+            "signal": pd.Series([], dtype=object),
+            "period_days": pd.Series([], dtype=np.int64),
+            "value": pd.Series([], dtype=np.float64),
+            "n": pd.Series([], dtype=np.int64),
+            "q1": pd.Series([], dtype=np.float64),
+            "q3": pd.Series([], dtype=np.float64),
+            "lower": pd.Series([], dtype=np.float64),
+            "upper": pd.Series([], dtype=np.float64),
+            "is_anomaly": pd.Series([], dtype="boolean"),
+            "k": pd.Series([], dtype=np.float64),
+        }
+    )
 
 
 def judged_mask(

@@ -26,11 +26,11 @@ MARKER = "=== lambda_invoke"
 def main(path: str) -> int:
     invocations = json.loads(Path(path).read_text())
     import handler
-    from tests.fakes.lambda_context import FakeLambdaContext
+    from libs.local.lambda_context import LocalContext
 
     for number, invocation in enumerate(invocations):
         os.environ["_X_AMZN_TRACE_ID"] = invocation["trace_header"]
-        context = FakeLambdaContext(aws_request_id=invocation["request_id"])
+        context = LocalContext(aws_request_id=invocation["request_id"])
         response: Any = handler.handler(invocation["event"], context)
         print(MARKER, json.dumps({"invocation": number, "response": response}), flush=True)
     loaded = sorted(name for name in sys.modules if name == "requests" or name.startswith("requests."))
@@ -45,7 +45,7 @@ def split_output(stdout: str) -> tuple[list[list[str]], list[dict[str, Any]], li
     current: list[str] = []
     for line in stdout.splitlines():
         if line.startswith(MARKER):
-            markers.append(json.loads(line[len(MARKER):]))
+            markers.append(json.loads(line[len(MARKER) :]))
             if "invocation" in markers[-1]:
                 per_invocation.append(current)
                 current = []

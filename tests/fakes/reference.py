@@ -7,8 +7,9 @@ shares nothing with the vectorised model it checks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from bson.decimal128 import Decimal128
@@ -59,14 +60,21 @@ def expected_entry(
     q1, q3 = np.percentile(np.array(window), [25, 75])
     lower, upper = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
     entry.update(
-        is_anomaly=bool(value < lower or value > upper), q1=float(q1), q3=float(q3),
-        lower=float(lower), upper=float(upper),
+        is_anomaly=bool(value < lower or value > upper),
+        q1=float(q1),
+        q3=float(q3),
+        lower=float(lower),
+        upper=float(upper),
     )
     return entry
 
 
 def expected_written(
-    documents: Iterable[dict[str, Any]], doc: dict[str, Any], signal: str, period_days: int, k: float,
+    documents: Iterable[dict[str, Any]],
+    doc: dict[str, Any],
+    signal: str,
+    period_days: int,
+    k: float,
     min_observations: int,
 ) -> dict[str, Any] | None:
     """What a judged document should hold at ``anomalies.<signal>.<P>d``: None when its value is missing."""

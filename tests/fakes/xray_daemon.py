@@ -24,7 +24,7 @@ class XRayDaemon:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
         self._socket.settimeout(0.05)
-        self.address = "127.0.0.1:%d" % self._socket.getsockname()[1]
+        self.address = f"127.0.0.1:{self._socket.getsockname()[1]}"
         self.datagrams: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="xray-daemon", daemon=True)
@@ -34,7 +34,7 @@ class XRayDaemon:
         while not self._stop.is_set():
             try:
                 data, _ = self._socket.recvfrom(65_535)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -46,7 +46,7 @@ class XRayDaemon:
         self._thread.join()
         self._socket.close()
 
-    def __enter__(self) -> "XRayDaemon":
+    def __enter__(self) -> XRayDaemon:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -28,8 +28,11 @@ class RecordingFunction:
         self.events.append(event)
         if self.raises:
             raise RuntimeError("function crashed")
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]
-                                      if r["body"] in self.fail]}
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] in self.fail
+            ]
+        }
 
     def bodies(self) -> list[str]:
         return [r["body"] for event in self.events for r in event["Records"]]
@@ -42,18 +45,24 @@ def send(sqs, url, *bodies, **kwargs):
 def delete_calls(sqs) -> list[int]:
     """Entries of every DeleteMessageBatch call the client makes from now on."""
     calls: list[int] = []
-    sqs.meta.events.register("provide-client-params.sqs.DeleteMessageBatch",
-                             lambda params, **_: calls.append(len(params["Entries"])))
+    sqs.meta.events.register(
+        "provide-client-params.sqs.DeleteMessageBatch", lambda params, **_: calls.append(len(params["Entries"]))
+    )
     return calls
 
 
 def test_the_event_has_exactly_the_shape_lambda_sends(sqs, queues):
     # given a plain message and one with string and binary message attributes
     send(sqs, queues.url, '{"as_of": "2024-11-01"}')
-    send(sqs, queues.url, "second", MessageAttributes={
-        "origin": {"DataType": "String", "StringValue": "upstream"},
-        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
-    })
+    send(
+        sqs,
+        queues.url,
+        "second",
+        MessageAttributes={
+            "origin": {"DataType": "String", "StringValue": "upstream"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+        },
+    )
     function = RecordingFunction()
 
     # when the poller runs until the queue is drained
@@ -128,7 +137,7 @@ def test_a_message_failing_max_receive_count_times_ends_in_the_dlq_and_polling_s
     # given a queue pair where a message gets two receives
     settings = load_queue_settings(params={"MAX_RECEIVE_COUNT": "2"})
     queues = create_queues(sqs, settings, visibility_timeout_seconds=1)
-    poison, = send(sqs, queues.url, "poison")
+    (poison,) = send(sqs, queues.url, "poison")
     send(sqs, queues.url, "fine")
     function = RecordingFunction(fail={"poison"})
 
@@ -165,18 +174,21 @@ def test_a_batch_size_above_ten_gathers_over_the_batching_window(sqs, queues):
     assert sorted(calls) == [5, 10]
 
 
-@pytest.mark.parametrize("response, failed", [
-    (None, set()),
-    ({}, set()),
-    ({"batchItemFailures": []}, set()),
-    ({"batchItemFailures": None}, set()),
-    ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
-    ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b"}),
-    ({"batchItemFailures": [{"itemIdentifier": ""}]}, {"a", "b"}),
-    ({"batchItemFailures": [{"itemIdentifier": None}]}, {"a", "b"}),
-    ({"batchItemFailures": [{"id": "a"}]}, {"a", "b"}),
-    ({"batchItemFailures": "a"}, {"a", "b"}),
-    ("not a response", {"a", "b"}),
-])
+@pytest.mark.parametrize(
+    "response, failed",
+    [
+        (None, set()),
+        ({}, set()),
+        ({"batchItemFailures": []}, set()),
+        ({"batchItemFailures": None}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b"}),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, {"a", "b"}),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, {"a", "b"}),
+        ({"batchItemFailures": [{"id": "a"}]}, {"a", "b"}),
+        ({"batchItemFailures": "a"}, {"a", "b"}),
+        ("not a response", {"a", "b"}),
+    ],
+)
 def test_the_partial_batch_response_is_read_with_lambdas_rules(response, failed):
     assert failed_message_ids(response, ["a", "b"]) == failed

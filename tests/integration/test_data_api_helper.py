@@ -1,4 +1,4 @@
-"""The Data API read backend over real HTTP on 127.0.0.1 (tests/fakes/data_api_server.py).
+"""The Data API read backend over real HTTP on 127.0.0.1 (libs/local/data_api_server.py).
 
 The server answers ``find`` from the very collection the handler writes, so
 the same data can be read through the driver and through the Data API and the
@@ -22,7 +22,9 @@ from typing import Any
 import pandas.testing as pdt
 import pytest
 from bson import Decimal128, Int64, ObjectId
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import handler
 from libs.errors import ConfigError, StoreUnavailable
@@ -30,10 +32,10 @@ from libs.helpers import constants_helper
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.data_api_helper import DataApiReader, reset_data_api_reader
 from libs.helpers.mongodb_helper import DriverReader, get_reader
+from libs.local.data_api_server import DataApiServer
 from libs.models.history import documents_to_history
 from libs.synthetic import synthetic_documents
 from tests.conftest import REPO
-from tests.fakes.data_api_server import DataApiServer
 from tests.fakes.sqs import failed_ids, sqs_event
 
 API_KEY = "dak-7f3c9e-SECRET-0042"
@@ -114,9 +116,14 @@ def test_find_posts_the_find_action_in_extended_json_with_the_api_key(server, st
 
 
 def test_the_base_url_is_built_from_region_and_app_id_unless_overridden():
-    env = {"MONGODB_URI": "mongomock://", "MONGODB_READ_BACKEND": "data_api",
-           "MONGODB_RSKYCLUSTER_REGION": "eu-west-1", "MONGODB_RSKYCLUSTER_DATA_API_APP_ID": "data-abcde",
-           "MONGODB_RSKYCLUSTER_DATA_API_KEY": API_KEY, "MONGODB_RSKYCLUSTER_DATA_SOURCE": "Cluster0"}
+    env = {
+        "MONGODB_URI": "mongomock://",
+        "MONGODB_READ_BACKEND": "data_api",
+        "MONGODB_RSKYCLUSTER_REGION": "eu-west-1",
+        "MONGODB_RSKYCLUSTER_DATA_API_APP_ID": "data-abcde",
+        "MONGODB_RSKYCLUSTER_DATA_API_KEY": API_KEY,
+        "MONGODB_RSKYCLUSTER_DATA_SOURCE": "Cluster0",
+    }
 
     built = DataApiReader(load_settings(env))
     overridden = DataApiReader(load_settings({**env, "MONGODB_DATA_API_URL": "https://data.example.test/v1/"}))
@@ -126,8 +133,9 @@ def test_the_base_url_is_built_from_region_and_app_id_unless_overridden():
     assert API_KEY not in repr(built) and API_KEY not in repr(load_settings(env))
 
 
-@pytest.mark.parametrize("raw, problem", [("0", "from 1 to 50000"), ("50001", "from 1 to 50000"),
-                                          ("lots", "whole number")])
+@pytest.mark.parametrize(
+    "raw, problem", [("0", "from 1 to 50000"), ("50001", "from 1 to 50000"), ("lots", "whole number")]
+)
 def test_a_bad_page_size_names_the_variable(raw, problem):
     with pytest.raises(ConfigError, match=f"MONGODB_DATA_API_PAGE_SIZE.*{problem}"):
         load_settings(data_api_env("http://127.0.0.1:9", MONGODB_DATA_API_PAGE_SIZE=raw))
@@ -142,10 +150,12 @@ def test_many_documents_sharing_one_timestamp_load_exactly_once_across_pages(ser
     tie = END - timedelta(hours=2)
     ids = ordered_ids(27)
     random.Random(1).shuffle(ids)  # _id order unrelated to insertion order
-    store.insert_many([{"_id": ids[i], "coin_id": f"c{i % 3}", "timestamp": tie, "volume": float(i)}
-                       for i in range(23)])
-    store.insert_many([{"_id": ids[23 + i], "coin_id": "c0", "timestamp": tie + timedelta(minutes=i - 2)}
-                       for i in range(4)])
+    store.insert_many(
+        [{"_id": ids[i], "coin_id": f"c{i % 3}", "timestamp": tie, "volume": float(i)} for i in range(23)]
+    )
+    store.insert_many(
+        [{"_id": ids[23 + i], "coin_id": "c0", "timestamp": tie + timedelta(minutes=i - 2)} for i in range(4)]
+    )
     reader = make_reader(server.url, page_size=5)
 
     documents = reader.find(QUERY, PROJECTION)
@@ -176,11 +186,14 @@ def test_any_number_of_documents_loads_completely_and_exactly_once(
     stamps = [END - timedelta(hours=rng.randrange(0, 24 * 40)) for _ in range(distinct_stamps)]
     ids = ordered_ids(count + 3)
     rng.shuffle(ids)
-    documents = [{"_id": ids[i], "coin_id": rng.choice(["a", "b"]), "timestamp": rng.choice(stamps)}
-                 for i in range(count)]
-    documents += [{"_id": ids[count], "coin_id": "a", "timestamp": END + timedelta(milliseconds=1)},
-                  {"_id": ids[count + 1], "coin_id": "", "timestamp": END},
-                  {"_id": ids[count + 2], "coin_id": "b", "timestamp": END - timedelta(days=40)}]
+    documents = [
+        {"_id": ids[i], "coin_id": rng.choice(["a", "b"]), "timestamp": rng.choice(stamps)} for i in range(count)
+    ]
+    documents += [
+        {"_id": ids[count], "coin_id": "a", "timestamp": END + timedelta(milliseconds=1)},
+        {"_id": ids[count + 1], "coin_id": "", "timestamp": END},
+        {"_id": ids[count + 2], "coin_id": "b", "timestamp": END - timedelta(days=40)},
+    ]
     rng.shuffle(documents)
     if documents:
         store.insert_many(documents)
@@ -214,9 +227,32 @@ def test_a_server_that_ignores_the_page_filter_is_caught_not_looped(server, stor
 # ---- values come back as the driver gives them -----------------------------------------------------------------------
 
 JUNK = [
-    1.5, 0.0, -2.25, 1e308, 5e-324, float("nan"), float("inf"), float("-inf"),
-    Decimal128("12.345"), Decimal128("NaN"), Decimal128("Infinity"), Decimal128("-0"), Decimal128("1E+400"),
-    7, -3, 2**31, 2**40, Int64(5), True, False, None, "12.5", "NaN", "", [1.0], {"v": 1.0},
+    1.5,
+    0.0,
+    -2.25,
+    1e308,
+    5e-324,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    Decimal128("12.345"),
+    Decimal128("NaN"),
+    Decimal128("Infinity"),
+    Decimal128("-0"),
+    Decimal128("1E+400"),
+    7,
+    -3,
+    2**31,
+    2**40,
+    Int64(5),
+    True,
+    False,
+    None,
+    "12.5",
+    "NaN",
+    "",
+    [1.0],
+    {"v": 1.0},
 ]
 
 
@@ -225,8 +261,11 @@ def _junk_documents() -> list[dict[str, Any]]:
     ids = ordered_ids(120)
     documents = []
     for i in range(120):
-        doc: dict[str, Any] = {"_id": ids[i], "coin_id": f"coin-{i % 4}",
-                               "timestamp": END - timedelta(hours=i // 3, milliseconds=i % 2 * 7)}
+        doc: dict[str, Any] = {
+            "_id": ids[i],
+            "coin_id": f"coin-{i % 4}",
+            "timestamp": END - timedelta(hours=i // 3, milliseconds=i % 2 * 7),
+        }
         for signal in SIGNALS:
             pick = rng.randrange(len(JUNK) + 2)  # the last two: the field is absent
             if pick < len(JUNK):
@@ -248,9 +287,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize("relaxed", [False, True], ids=["canonical", "relaxed"])
-def test_junk_values_come_back_as_the_driver_gives_them_and_frames_are_identical(
-    server, store, relaxed, make_reader
-):
+def test_junk_values_come_back_as_the_driver_gives_them_and_frames_are_identical(server, store, relaxed, make_reader):
     # given documents carrying every kind of junk value, as canonical or relaxed Extended JSON answers
     store.insert_many(_junk_documents())
     server.force_relaxed = relaxed
@@ -318,9 +355,7 @@ def test_a_server_error_that_persists_fails_after_the_bounded_attempts(server, s
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_a_refused_key_fails_at_once_with_a_clear_message_that_does_not_echo_it(
-    server, store, status, make_reader
-):
+def test_a_refused_key_fails_at_once_with_a_clear_message_that_does_not_echo_it(server, store, status, make_reader):
     message = _failure_message(server, store, make_reader, [status])
 
     assert f"HTTP {status}" in message and "MONGODB_RSKYCLUSTER_DATA_API_KEY" in message
@@ -338,9 +373,7 @@ def test_the_server_checks_the_key(server, store, make_reader):
 
 
 @pytest.mark.parametrize("status", [400, 404, 302])
-def test_other_client_errors_fail_at_once_with_status_and_excerpt_but_never_the_key(
-    server, store, status, make_reader
-):
+def test_other_client_errors_fail_at_once_with_status_and_excerpt_but_never_the_key(server, store, status, make_reader):
     # given an endpoint whose error bodies echo the key it was sent
     message = _failure_message(server, store, make_reader, [status])
 
@@ -396,9 +429,7 @@ def test_an_unreachable_endpoint_fails_after_retries_without_the_key(caplog, jso
     assert API_KEY not in str(failure.value) and API_KEY not in caplog.text and API_KEY not in json_logs.text
 
 
-def test_a_success_status_with_a_body_that_is_not_extended_json_fails_clearly(
-    server, store, monkeypatch, make_reader
-):
+def test_a_success_status_with_a_body_that_is_not_extended_json_fails_clearly(server, store, monkeypatch, make_reader):
     reader = make_reader(server.url)
     monkeypatch.setattr(server, "_find", lambda body: [{"timestamp": {"$date": "yesterday"}}])
 
@@ -435,9 +466,15 @@ def test_the_handler_writes_the_same_flags_over_either_backend(server, store, da
     # given synthetic coins (with junk values and planted anomalies) in the store the server reads
     documents, _ = synthetic_documents(coins=4, days=32, per_day=6, end=END, seed=11, missing_rate=0.05)
     store.insert_many(documents)
-    event = sqs_event({"as_of": END.isoformat()},
-                      {"since": (END - timedelta(days=2)).isoformat(), "as_of": END.isoformat(),
-                       "signals": ["volume", "latest_price", "market_cap_score"], "periods": [3, 7]})
+    event = sqs_event(
+        {"as_of": END.isoformat()},
+        {
+            "since": (END - timedelta(days=2)).isoformat(),
+            "as_of": END.isoformat(),
+            "signals": ["volume", "latest_price", "market_cap_score"],
+            "periods": [3, 7],
+        },
+    )
 
     # when the handler runs over the driver, then (flags cleared) over the Data API
     assert handler.handler(event, lambda_context) == {"batchItemFailures": []}
@@ -451,8 +488,9 @@ def test_the_handler_writes_the_same_flags_over_either_backend(server, store, da
     # then the very same flags were written, over many pages
     assert over_data_api == over_driver
     assert len(over_driver) >= 2 * 6 * 4  # two days of four coins at six a day, and the latest ones
-    assert any(entry["is_anomaly"] for flags in over_driver.values() for signal in flags.values()
-               for entry in signal.values())
+    assert any(
+        entry["is_anomaly"] for flags in over_driver.values() for signal in flags.values() for entry in signal.values()
+    )
     assert len(server.requests) > 10
 
 
@@ -478,8 +516,11 @@ def test_over_the_data_api_a_failing_endpoint_fails_only_its_message_and_logs_no
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB", "ANOMALY", "QUANTILE", "POWERTOOLS",
-                                                                        "AWS_XRAY", "_X_AMZN", "LAMBDA_TASK"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MONGODB", "ANOMALY", "QUANTILE", "POWERTOOLS", "AWS_XRAY", "_X_AMZN", "LAMBDA_TASK"))
+    }
     env.update(extra)
     return env
 
@@ -499,20 +540,25 @@ def test_in_a_traced_function_requests_loads_only_for_the_data_api_and_each_requ
         f"reader = get_reader(load_settings({data_api_env(server.url)!r}))\n"
         f"print('data_api', 'requests' in sys.modules, len(reader.find({QUERY!r}, {PROJECTION!r})))\n"
     )
-    env = _clean_env(MONGODB_URI="mongomock://", LAMBDA_TASK_ROOT=str(REPO), POWERTOOLS_TRACE_DISABLED="false",
-                     AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
-                     AWS_XRAY_CONTEXT_MISSING="LOG_ERROR",
-                     _X_AMZN_TRACE_ID="Root=1-672415a0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1")
+    env = _clean_env(
+        MONGODB_URI="mongomock://",
+        LAMBDA_TASK_ROOT=str(REPO),
+        POWERTOOLS_TRACE_DISABLED="false",
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+        AWS_XRAY_CONTEXT_MISSING="LOG_ERROR",
+        _X_AMZN_TRACE_ID="Root=1-672415a0-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
     try:
         # when the function starts on the driver backend, then reads through the Data API
-        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stderr
         datagrams = []
         while True:
             try:
                 datagrams.append(daemon.recv(65536).decode())
-            except socket.timeout:
+            except TimeoutError:
                 break
     finally:
         daemon.close()

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,17 +30,35 @@ LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 FUNCTION = "AnomalyLambdaFunction"
 #: The queue block that the local pipeline reads too (the shared contract): exactly these keys.
 QUEUE_CONTRACT_KEYS = {
-    "functionTimeoutSeconds", "visibilityTimeoutFactor", "maxReceiveCount", "dlqRetentionSeconds",
-    "batchSize", "maximumBatchingWindowSeconds", "requestQueueName", "deadLetterQueueName",
+    "functionTimeoutSeconds",
+    "visibilityTimeoutFactor",
+    "maxReceiveCount",
+    "dlqRetentionSeconds",
+    "batchSize",
+    "maximumBatchingWindowSeconds",
+    "requestQueueName",
+    "deadLetterQueueName",
 }
 #: SPEC section 7, written out here rather than read from the code under test.
 SPEC_VARIABLES = {
-    "MONGODB_URI", "MONGODB_RSKYCLUSTER_HOST", "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME",
-    "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD", "MONGODB_RSKYCLUSTER_DATABASE",
-    "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION", "MONGODB_READ_BACKEND",
-    "MONGODB_RSKYCLUSTER_REGION", "MONGODB_RSKYCLUSTER_DATA_API_APP_ID", "MONGODB_RSKYCLUSTER_DATA_API_KEY",
-    "MONGODB_RSKYCLUSTER_DATA_SOURCE", "MONGODB_DATA_API_URL", "QUANTILE_DEVIATION_LIMIT", "ANOMALY_PERIODS",
-    "ANOMALY_MIN_OBSERVATIONS", "ANOMALY_LATEST_LOOKBACK_HOURS", "ANOMALY_MAX_RANGE_DAYS", "ANOMALY_TIME_MARGIN_MS",
+    "MONGODB_URI",
+    "MONGODB_RSKYCLUSTER_HOST",
+    "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME",
+    "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD",
+    "MONGODB_RSKYCLUSTER_DATABASE",
+    "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION",
+    "MONGODB_READ_BACKEND",
+    "MONGODB_RSKYCLUSTER_REGION",
+    "MONGODB_RSKYCLUSTER_DATA_API_APP_ID",
+    "MONGODB_RSKYCLUSTER_DATA_API_KEY",
+    "MONGODB_RSKYCLUSTER_DATA_SOURCE",
+    "MONGODB_DATA_API_URL",
+    "QUANTILE_DEVIATION_LIMIT",
+    "ANOMALY_PERIODS",
+    "ANOMALY_MIN_OBSERVATIONS",
+    "ANOMALY_LATEST_LOOKBACK_HOURS",
+    "ANOMALY_MAX_RANGE_DAYS",
+    "ANOMALY_TIME_MARGIN_MS",
 }
 
 
@@ -91,7 +108,11 @@ def sls(template):
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [str(SLS), *args], cwd=REPO, capture_output=True, text=True, timeout=240,
+            [str(SLS), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
             env={**os.environ, **(env or {})},
         )
 
@@ -177,10 +198,12 @@ def test_function_runs_in_the_vpc_given_by_params(function, ci_params):
 def test_every_configuration_variable_is_wired_from_a_param(function, ci_params):
     variables = function["Environment"]["Variables"]
     # every variable of SPEC section 7, and every one the configuration module reads
-    read_by_code = set(re.findall(
-        r'"((?:MONGODB|ANOMALY|QUANTILE|POWERTOOLS)_[A-Z0-9_]+)"',
-        (REPO / "libs" / "helpers" / "constants_helper.py").read_text(),
-    ))
+    read_by_code = set(
+        re.findall(
+            r'"((?:MONGODB|ANOMALY|QUANTILE|POWERTOOLS)_[A-Z0-9_]+)"',
+            (REPO / "libs" / "helpers" / "constants_helper.py").read_text(),
+        )
+    )
     assert SPEC_VARIABLES <= read_by_code, "the configuration module no longer reads a SPEC variable"
     assert read_by_code - set(variables) == set()
     # the values are the params given, verbatim (a dynamic reference for the password included)
@@ -227,13 +250,16 @@ def test_role_grants_no_wildcard_action_no_send_and_no_secret_reads(resources):
 
 
 def test_wildcard_resources_are_only_where_aws_allows_nothing_narrower(resources):
-    wildcard = {
-        a for s in _statements(resources) if "*" in _as_list(s["Resource"]) for a in _as_list(s["Action"])
-    }
+    wildcard = {a for s in _statements(resources) if "*" in _as_list(s["Resource"]) for a in _as_list(s["Action"])}
     assert wildcard == {
-        "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-        "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
     }
     logs = [s for s in _statements(resources) if any(a.startswith("logs:") for a in _as_list(s["Action"]))]
     for statement in logs:
@@ -275,7 +301,10 @@ def test_package_is_well_under_lambdas_unzipped_limit(package_entries):
 def _python312() -> str | None:
     found = subprocess.run(
         ["node", "-e", "require('./deploy/variables.js').pythonBin().then(console.log, () => process.exit(3))"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     usable = found.returncode == 0 and "no CPython 3.12 found" not in found.stderr
     return found.stdout.strip() if usable else None
@@ -289,7 +318,7 @@ def test_packaged_function_runs_on_python_312_with_nothing_but_the_package(packa
     with zipfile.ZipFile(PACKAGE) as archive:
         archive.extractall(tmp_path / "task")
     event = REPO / "events" / "batch-with-invalid.json"
-    context_module = REPO / "tests" / "fakes" / "lambda_context.py"
+    context_module = REPO / "libs" / "local" / "lambda_context.py"
     script = (
         "import importlib.util, json, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
@@ -298,19 +327,25 @@ def test_packaged_function_runs_on_python_312_with_nothing_but_the_package(packa
         "spec.loader.exec_module(context)\n"
         "import handler, numpy, pandas\n"
         "assert handler.__file__.startswith(sys.argv[1]) and numpy.__file__.startswith(sys.argv[1])\n"
-        "response = handler.handler(json.load(open(sys.argv[2])), context.FakeLambdaContext())\n"
+        "response = handler.handler(json.load(open(sys.argv[2])), context.LocalContext())\n"
         "print('RESPONSE', json.dumps(response))\n"
     )
     # and a database that refuses connections (nothing listens on port 9)
     env = {
-        "PATH": os.environ.get("PATH", ""), "MONGODB_URI": "mongodb://127.0.0.1:9/",
-        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300", "MONGODB_RSKYCLUSTER_DATABASE": "risk",
-        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores", "AWS_DEFAULT_REGION": "us-east-1",
+        "PATH": os.environ.get("PATH", ""),
+        "MONGODB_URI": "mongodb://127.0.0.1:9/",
+        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
+        "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     # when the handler takes the sample batch with two invalid messages
     run = subprocess.run(
         [python, "-S", "-c", script, str(tmp_path / "task"), str(event), str(context_module)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     response = json.loads(run.stdout.split("RESPONSE ", 1)[1])
@@ -363,7 +398,9 @@ def test_a_deploy_without_vpc_params_fails_naming_them(sls):
 
 def test_a_secret_given_both_plainly_and_from_ssm_is_refused(sls):
     run = sls(
-        "print", "--param=VPC_ENABLED=false", "--param=MONGODB_URI=mongodb://db/",
+        "print",
+        "--param=VPC_ENABLED=false",
+        "--param=MONGODB_URI=mongodb://db/",
         "--param=MONGODB_URI_SSM_PARAMETER=/crypto-risk-anomaly/mongodb-uri",
     )
     assert run.returncode != 0
@@ -373,12 +410,18 @@ def test_a_secret_given_both_plainly_and_from_ssm_is_refused(sls):
 def test_a_secret_named_by_ssm_parameter_is_read_from_ssm_when_packaging(sls):
     # given no AWS credentials at all, and the URI named as an SSM parameter
     no_credentials = {
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
-        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+        "AWS_PROFILE": "",
     }
     # when the configuration is resolved
     run = sls(
-        "print", "--param=VPC_ENABLED=false", "--param=MONGODB_URI_SSM_PARAMETER=/crypto-risk-anomaly/dev/mongodb-uri",
+        "print",
+        "--param=VPC_ENABLED=false",
+        "--param=MONGODB_URI_SSM_PARAMETER=/crypto-risk-anomaly/dev/mongodb-uri",
         env=no_credentials,
     )
     # then the framework went to SSM for it, which needs credentials at package time (README "Secrets")

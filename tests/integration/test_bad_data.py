@@ -17,7 +17,7 @@ with a reader that adds junk documents.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -29,13 +29,20 @@ from bson.decimal128 import Decimal128
 
 import handler
 from libs.helpers import mongodb_helper
-from tests.fakes.lambda_context import FakeLambdaContext
+from libs.local.lambda_context import LocalContext
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import sqs_event
 
 END = datetime(2024, 11, 1)
-SIGNALS = ("latest_price", "market_cap_score", "liquidity_risk_score", "volatility_risk_score",
-           "volume", "market_cap", "volatility_index")
+SIGNALS = (
+    "latest_price",
+    "market_cap_score",
+    "liquidity_risk_score",
+    "volatility_risk_score",
+    "volume",
+    "market_cap",
+    "volatility_index",
+)
 PERIODS = (3, 7, 30)
 K = 1.5
 MIN_OBSERVATIONS = 4
@@ -43,10 +50,33 @@ ABSENT = object()
 
 #: Signal values SPEC section 2 calls missing: every one must take no part in any statistic.
 JUNK_VALUES: list[Any] = [
-    ABSENT, None, math.nan, math.inf, -math.inf, True, False, "1.5", "", "NaN", "1e300", [1.0], {"value": 1.0},
-    END, b"1", ObjectId("0123456789ab0123456789ab"), Binary(b"\x01"), Regex("^1$"), MinKey(), MaxKey(),
-    Decimal128("NaN"), Decimal128("-NaN"), Decimal128("sNaN"), Decimal128("Infinity"), Decimal128("-Infinity"),
-    Decimal128("1E+6000"), Decimal128("-1E+6000"),
+    ABSENT,
+    None,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    False,
+    "1.5",
+    "",
+    "NaN",
+    "1e300",
+    [1.0],
+    {"value": 1.0},
+    END,
+    b"1",
+    ObjectId("0123456789ab0123456789ab"),
+    Binary(b"\x01"),
+    Regex("^1$"),
+    MinKey(),
+    MaxKey(),
+    Decimal128("NaN"),
+    Decimal128("-NaN"),
+    Decimal128("sNaN"),
+    Decimal128("Infinity"),
+    Decimal128("-Infinity"),
+    Decimal128("1E+6000"),
+    Decimal128("-1E+6000"),
 ]
 
 
@@ -68,7 +98,9 @@ def _usable_value(rng: np.random.Generator, scale: float) -> Any:
 def _signal_values(rng: np.random.Generator) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for position, signal in enumerate(SIGNALS):
-        value = JUNK_VALUES[rng.integers(len(JUNK_VALUES))] if rng.random() < 0.3 else _usable_value(rng, 10.0 ** position)
+        value = (
+            JUNK_VALUES[rng.integers(len(JUNK_VALUES))] if rng.random() < 0.3 else _usable_value(rng, 10.0**position)
+        )
         if value is not ABSENT:
             values[signal] = value
     return values
@@ -142,8 +174,9 @@ def assert_written_matches_reference(store, documents: list[dict[str, Any]], jud
                 assert signal not in anomalies, f"{doc_id}: {signal}={doc.get(signal)!r} is missing yet was judged"
                 continue
             for period in PERIODS:
-                expected = expected_entry(documents, doc["coin_id"], doc["timestamp"], value, signal, period,
-                                          K, MIN_OBSERVATIONS)
+                expected = expected_entry(
+                    documents, doc["coin_id"], doc["timestamp"], value, signal, period, K, MIN_OBSERVATIONS
+                )
                 assert anomalies[signal][f"{period}d"] == expected, (doc_id, signal, period)
 
 
@@ -181,7 +214,7 @@ def test_junk_in_the_store_is_skipped_counted_and_never_judged(junk_store, since
         body["since"] = since.isoformat()
 
     # when the handler runs the request
-    response = handler.handler(sqs_event(body), FakeLambdaContext())
+    response = handler.handler(sqs_event(body), LocalContext())
 
     # then the run succeeds and wrote exactly the judged documents, each flag equal to numpy's on the usable values
     assert response == {"batchItemFailures": []}
@@ -202,7 +235,7 @@ def test_documents_with_strings_for_timestamps_are_left_untouched(junk_store):
     store, documents, _ = junk_store
     before = {d["_id"]: d for d in store.find({"timestamp": {"$not": {"$type": "date"}}})}
 
-    assert handler.handler(sqs_event({"as_of": END.isoformat()}), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(sqs_event({"as_of": END.isoformat()}), LocalContext()) == {"batchItemFailures": []}
 
     after = {d["_id"]: d for d in store.find({"_id": {"$in": list(before)}})}
     assert after == before and len(before) >= 20
@@ -240,12 +273,13 @@ def test_documents_a_backend_returns_without_a_usable_id_or_time_are_skipped_and
 ):
     # given a read backend that returns every kind of unusable document besides the real ones
     store, documents, returned_unusable = junk_store
-    monkeypatch.setitem(mongodb_helper.READERS, "driver", lambda settings: JunkAddingReader(
-        mongodb_helper.get_collection(settings)))
+    monkeypatch.setitem(
+        mongodb_helper.READERS, "driver", lambda settings: JunkAddingReader(mongodb_helper.get_collection(settings))
+    )
 
     # when the handler runs a range request
     since = END - timedelta(days=1)
-    response = handler.handler(sqs_event({"as_of": END.isoformat(), "since": since.isoformat()}), FakeLambdaContext())
+    response = handler.handler(sqs_event({"as_of": END.isoformat(), "since": since.isoformat()}), LocalContext())
 
     # then it succeeds, the summary log line counts every unusable document, and the flags are unaffected by them
     assert response == {"batchItemFailures": []}
@@ -272,14 +306,26 @@ def extreme_documents() -> list[dict[str, Any]]:
         # subnormal values down to the smallest positive double (5e-324)
         "tiny": lambda: float(int(rng.integers(1, 9)) * 5e-324),
         # BSON's widest integers and Decimal128 beyond float64's reach on both ends
-        "wide": lambda: [Int64(2**63 - 1), Int64(-(2**63)), Decimal128("9.999E+307"), Decimal128("1E-400"),
-                         int(rng.integers(-(2**62), 2**62))][int(rng.integers(5))],
+        "wide": lambda: [
+            Int64(2**63 - 1),
+            Int64(-(2**63)),
+            Decimal128("9.999E+307"),
+            Decimal128("1E-400"),
+            int(rng.integers(-(2**62), 2**62)),
+        ][int(rng.integers(5))],
     }
     documents = []
     for coin, draw in generators.items():
         for stamp in stamps:
-            documents.append({"_id": f"{coin}-{stamp:%d%H}", "coin_id": coin, "timestamp": stamp,
-                              "volume": draw(), "market_cap": draw()})
+            documents.append(
+                {
+                    "_id": f"{coin}-{stamp:%d%H}",
+                    "coin_id": coin,
+                    "timestamp": stamp,
+                    "volume": draw(),
+                    "market_cap": draw(),
+                }
+            )
     return documents
 
 
@@ -301,7 +347,7 @@ def test_enormous_and_tiny_magnitudes_give_finite_quartiles_and_float64_fences(s
 
     # when the handler runs a backfill over them
     with np.errstate(over="ignore", invalid="ignore"):
-        response = handler.handler(sqs_event(body), FakeLambdaContext())
+        response = handler.handler(sqs_event(body), LocalContext())
 
     # then it succeeds, and every entry is what float64 gives for the exact quartiles
     assert response == {"batchItemFailures": []}
@@ -314,9 +360,13 @@ def test_enormous_and_tiny_magnitudes_give_finite_quartiles_and_float64_fences(s
             for period in PERIODS:
                 entry = doc["anomalies"][signal][f"{period}d"]
                 start = doc["timestamp"] - timedelta(days=period)
-                window = [number for d in documents if d["coin_id"] == doc["coin_id"]
-                          and start < d["timestamp"] <= doc["timestamp"]
-                          and (number := usable_number(d[signal])) is not None]
+                window = [
+                    number
+                    for d in documents
+                    if d["coin_id"] == doc["coin_id"]
+                    and start < d["timestamp"] <= doc["timestamp"]
+                    and (number := usable_number(d[signal])) is not None
+                ]
                 assert entry["n"] == len(window) >= MIN_OBSERVATIONS and entry["value"] == value
                 # the quartiles of finite values are finite, within one part in 10^12 of the exact ones
                 for name, percent in (("q1", 25), ("q3", 75)):
@@ -331,8 +381,14 @@ def test_enormous_and_tiny_magnitudes_give_finite_quartiles_and_float64_fences(s
                 assert (entry["lower"], entry["upper"]) == (lower, upper)
                 assert entry["is_anomaly"] == (value < lower or value > upper)
     assert_valid_bson_without_nan(store)
-    fences = [entry[bound] for doc in written.values() for periods in doc["anomalies"].values()
-              if isinstance(periods, dict) for entry in periods.values() for bound in ("lower", "upper")]
+    fences = [
+        entry[bound]
+        for doc in written.values()
+        for periods in doc["anomalies"].values()
+        if isinstance(periods, dict)
+        for entry in periods.values()
+        for bound in ("lower", "upper")
+    ]
     assert math.inf in fences and -math.inf in fences  # the overflow cases were really reached
 
 
@@ -345,15 +401,23 @@ def test_where_float64_does_not_overflow_extreme_values_match_numpy_exactly(stor
     body = {"as_of": END.isoformat(), "since": since.isoformat(), "signals": ["volume", "market_cap"]}
 
     # when judged
-    assert handler.handler(sqs_event(body), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(sqs_event(body), LocalContext()) == {"batchItemFailures": []}
 
     # then every entry equals the numpy reference bit for bit (an upper fence may overflow to inf in both)
     for doc in store.find({"anomalies": {"$exists": True}}):
         for signal in ("volume", "market_cap"):
             for period in PERIODS:
                 with np.errstate(over="ignore"):
-                    expected = expected_entry(documents, coin, doc["timestamp"], usable_number(doc[signal]),
-                                              signal, period, K, MIN_OBSERVATIONS)
+                    expected = expected_entry(
+                        documents,
+                        coin,
+                        doc["timestamp"],
+                        usable_number(doc[signal]),
+                        signal,
+                        period,
+                        K,
+                        MIN_OBSERVATIONS,
+                    )
                 assert doc["anomalies"][signal][f"{period}d"] == expected
 
 
@@ -363,16 +427,18 @@ HUGE_INTEGERS = {3: 10**400, 4: -(10**400)}
 def test_integers_beyond_float64_and_aware_timestamps_from_a_backend(store, monkeypatch):
     # given a backend that returns an integer of 400 digits (BSON cannot hold it, a Data API could) and
     # timestamps with an offset for the same instants
-    documents = [{"_id": i, "coin_id": "c", "timestamp": END - timedelta(hours=i), "volume": float(i % 7)}
-                 for i in range(12)]
+    documents = [
+        {"_id": i, "coin_id": "c", "timestamp": END - timedelta(hours=i), "volume": float(i % 7)} for i in range(12)
+    ]
     store.insert_many(documents)
 
     class OddReader:
         def find(self, query, projection):
             found = list(store.find(query, projection))
             for doc in found:
-                doc["timestamp"] = doc["timestamp"].replace(tzinfo=timezone.utc).astimezone(
-                    timezone(timedelta(hours=5, minutes=30)))
+                doc["timestamp"] = (
+                    doc["timestamp"].replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=5, minutes=30)))
+                )
                 doc["volume"] = HUGE_INTEGERS.get(doc["_id"], doc["volume"])
             return found
 
@@ -380,7 +446,7 @@ def test_integers_beyond_float64_and_aware_timestamps_from_a_backend(store, monk
 
     # when a backfill over the last six hours runs
     body = {"as_of": END.isoformat(), "since": (END - timedelta(hours=6)).isoformat(), "signals": ["volume"]}
-    assert handler.handler(sqs_event(body), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(sqs_event(body), LocalContext()) == {"batchItemFailures": []}
 
     # then the huge integers are missing (float64 cannot hold them) and the rest is judged in UTC
     seen = [dict(d, volume=HUGE_INTEGERS.get(d["_id"], d["volume"])) for d in documents]
@@ -391,5 +457,6 @@ def test_integers_beyond_float64_and_aware_timestamps_from_a_backend(store, monk
             continue
         for period in PERIODS:
             assert doc["anomalies"]["volume"][f"{period}d"] == expected_entry(
-                seen, "c", doc["timestamp"], value, "volume", period, K, MIN_OBSERVATIONS)
+                seen, "c", doc["timestamp"], value, "volume", period, K, MIN_OBSERVATIONS
+            )
     assert store.count_documents({"anomalies": {"$exists": True}}) == 7

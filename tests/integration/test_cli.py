@@ -34,8 +34,23 @@ def queue_args(sqs_endpoint, queues) -> list[str]:
 
 def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, capsys):
     # when the demo runs on a small universe
-    status = main(["demo", "--coins", "6", "--days", "32", "--per-day", "3", "--coins-per-message", "4",
-                   "--seed", "5", "--out-dir", str(tmp_path)])
+    status = main(
+        [
+            "demo",
+            "--coins",
+            "6",
+            "--days",
+            "32",
+            "--per-day",
+            "3",
+            "--coins-per-message",
+            "4",
+            "--seed",
+            "5",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
 
     # then it succeeds and its report accounts for every message: 2 latest + 2 backfill + the invalid ones
     out = capsys.readouterr().out
@@ -47,29 +62,51 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
     assert "periods: entry 0 must be a JSON integer" in out and "colour: is not a known key" in out
     # and the planted-anomaly count agrees with the flags in the store, looked up plant by plant
     _, planted = synthetic_documents(coins=6, days=32, per_day=3, seed=5)
-    found = sum(any(written_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
-                    for period in (3, 7, 30)) for p in planted)
+    found = sum(
+        any(
+            written_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
+            for period in (3, 7, 30)
+        )
+        for p in planted
+    )
     assert f"planted anomalies found: {found} of {len(planted)} " in out and found >= 0.9 * len(planted)
     # and the plot is of a coin with the most flags, and the function's log lines went to a file
     plot = Path(re.search(r"plot: (\S+\.png)", out).group(1))
     coin = plot.name.split("-")[1] + "-" + plot.name.split("-")[2]
     flags = Counter()
     for doc in store.find({"anomalies": {"$exists": True}}):
-        flags[doc["coin_id"]] += sum(written_flag(doc, signal, period) for signal in doc["anomalies"]
-                                     for period in (3, 7, 30))
+        flags[doc["coin_id"]] += sum(
+            written_flag(doc, signal, period) for signal in doc["anomalies"] for period in (3, 7, 30)
+        )
     assert flags[coin] == max(flags.values()) and imread(plot).shape[:2] == (480, 1100)
     log_lines = (tmp_path / "demo-function.log").read_text().splitlines()
     assert sum('"message rejected"' in line for line in log_lines) == 5 * len(INVALID_BODIES)
 
 
 def test_enqueue_splits_the_coins_and_sends_every_message(sqs, sqs_endpoint, queues, capsys):
-    status = main(["enqueue", *queue_args(sqs_endpoint, queues), "--coins", "a,b,c,d,e", "--coins-per-message", "2",
-                   "--as-of", "2024-11-01", "--periods", "3,7", "--request-id", "ops-1"])
+    status = main(
+        [
+            "enqueue",
+            *queue_args(sqs_endpoint, queues),
+            "--coins",
+            "a,b,c,d,e",
+            "--coins-per-message",
+            "2",
+            "--as-of",
+            "2024-11-01",
+            "--periods",
+            "3,7",
+            "--request-id",
+            "ops-1",
+        ]
+    )
 
     assert status == 0 and "sent 3 of 3 messages" in capsys.readouterr().out
     bodies = sorted((json.loads(m["Body"]) for m in peek_messages(sqs, queues.url)), key=lambda b: b["coin_ids"])
-    assert bodies == [{"periods": [3, 7], "as_of": "2024-11-01", "request_id": "ops-1", "coin_ids": chunk}
-                      for chunk in (["a", "b"], ["c", "d"], ["e"])]
+    assert bodies == [
+        {"periods": [3, 7], "as_of": "2024-11-01", "request_id": "ops-1", "coin_ids": chunk}
+        for chunk in (["a", "b"], ["c", "d"], ["e"])
+    ]
 
 
 def test_enqueue_defaults_to_the_coins_in_the_store(seeded, sqs, sqs_endpoint, queues, capsys):
@@ -87,12 +124,23 @@ def test_enqueue_refuses_an_invalid_request_and_sends_nothing(sqs, sqs_endpoint,
     assert peek_messages(sqs, queues.url) == []
 
 
-def test_poll_until_empty_processes_what_enqueue_sent_and_plot_draws_it(seeded, sqs, sqs_endpoint, queues,
-                                                                         tmp_path, capsys):
+def test_poll_until_empty_processes_what_enqueue_sent_and_plot_draws_it(
+    seeded, sqs, sqs_endpoint, queues, tmp_path, capsys
+):
     # given a backfill request per coin on the queue
     store, planted = seeded
-    main(["enqueue", *queue_args(sqs_endpoint, queues), "--coins-per-message", "1",
-          "--since", "2024-10-25", "--as-of", "2024-11-01"])
+    main(
+        [
+            "enqueue",
+            *queue_args(sqs_endpoint, queues),
+            "--coins-per-message",
+            "1",
+            "--since",
+            "2024-10-25",
+            "--as-of",
+            "2024-11-01",
+        ]
+    )
 
     # when poll runs until the queue is drained
     status = main(["poll", *queue_args(sqs_endpoint, queues), "--until-empty", "--wait-seconds", "0"])
@@ -101,7 +149,8 @@ def test_poll_until_empty_processes_what_enqueue_sent_and_plot_draws_it(seeded, 
     out = capsys.readouterr().out
     assert status == 0 and "5 deliveries: 5 processed and deleted, 0 failed" in out and "(queue drained)" in out
     assert store.count_documents({"anomalies": {"$exists": True}}) == store.count_documents(
-        {"timestamp": {"$gte": datetime(2024, 10, 25), "$lte": END}})
+        {"timestamp": {"$gte": datetime(2024, 10, 25), "$lte": END}}
+    )
     # and plot draws a planted coin's signal with its flags
     plant = planted[0]
     out_file = tmp_path / "plot.png"
@@ -118,8 +167,9 @@ def test_invoke_prints_the_handlers_answer_for_a_saved_event(store, capsys):
     assert main(["invoke", str(REPO / "events" / "batch-with-invalid.json")]) == 0
 
     response = json.loads(capsys.readouterr().out)
-    assert response == {"batchItemFailures": [{"itemIdentifier": "batch-with-invalid-1"},
-                                              {"itemIdentifier": "batch-with-invalid-2"}]}
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "batch-with-invalid-1"}, {"itemIdentifier": "batch-with-invalid-2"}]
+    }
 
 
 def test_every_command_has_help(capsys):
@@ -136,8 +186,9 @@ def test_local_queue_serves_the_declared_queue_pair_and_prints_its_urls(sqs, cap
     printed = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
     queue_url, dlq_url = printed["queue"].strip(), printed["dlq"].strip()
     assert queue_url.startswith(printed["endpoint"].strip()) and queue_url.endswith("/crypto-risk-anomaly-dev-requests")
-    attributes = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="crypto-risk-anomaly-dev-requests")["QueueUrl"],
-                                          AttributeNames=["All"])["Attributes"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName="crypto-risk-anomaly-dev-requests")["QueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
     assert attributes["VisibilityTimeout"] == "720" and json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
     assert dlq_url.endswith("/crypto-risk-anomaly-dev-requests-dlq")
 

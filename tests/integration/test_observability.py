@@ -4,7 +4,7 @@ The Lambda runs tests invoke the handler in a process of their own
 (``tests/fakes/lambda_invoke.py``) with the variables the Lambda runtime sets,
 so the X-Ray SDK builds its facade segment and streams subsegments to a UDP
 socket on 127.0.0.1 (``tests/fakes/xray_daemon.py``). MongoDB is reached over
-its real wire protocol on loopback (``tests/fakes/wire_mongo.py``, answering
+its real wire protocol on loopback (``libs/local/wire_mongo.py``, answering
 from mongomock), so pymongo's command monitoring, which aws-xray-sdk's
 pymongo patch listens to, fires on real commands. Expected values come from
 what the server received and what ended up in the store, not from the code
@@ -27,11 +27,11 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from libs.helpers.embedded_store import embedded_client, reset_embedded_store
+from libs.local.wire_mongo import ReceivedCommand, WireMongoServer
 from libs.synthetic import synthetic_documents
 from tests.conftest import REPO
 from tests.fakes.lambda_invoke import split_output
 from tests.fakes.sqs import sqs_record
-from tests.fakes.wire_mongo import ReceivedCommand, WireMongoServer
 from tests.fakes.xray_daemon import XRayDaemon, children, descendants
 
 END = datetime(2024, 11, 1)
@@ -44,29 +44,55 @@ TRACES = [
 ]
 LAMBDA_REQUEST_IDS = ["aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"]
 
-LATEST = {"request_id": "ops-latest", "as_of": END.isoformat(), "coin_ids": ["coin-0000", "coin-0001", "ghost-coin"],
-          "signals": ["latest_price", "volume"]}
-RANGE = {"request_id": "ops-range", "since": (END - timedelta(days=12)).isoformat(), "as_of": END.isoformat(),
-         "coin_ids": ["coin-0002", "coin-0003", "coin-0004"], "signals": ["market_cap_score", "volume"],
-         "periods": [3, 7]}
+LATEST = {
+    "request_id": "ops-latest",
+    "as_of": END.isoformat(),
+    "coin_ids": ["coin-0000", "coin-0001", "ghost-coin"],
+    "signals": ["latest_price", "volume"],
+}
+RANGE = {
+    "request_id": "ops-range",
+    "since": (END - timedelta(days=12)).isoformat(),
+    "as_of": END.isoformat(),
+    "coin_ids": ["coin-0002", "coin-0003", "coin-0004"],
+    "signals": ["market_cap_score", "volume"],
+    "periods": [3, 7],
+}
 INVALID = {"request_id": "ops-invalid", "periods": [1.5]}
-WARM = {"request_id": "ops-warm", "as_of": END.isoformat(), "coin_ids": ["coin-0000"], "signals": ["volatility_index"],
-        "periods": [7]}
+WARM = {
+    "request_id": "ops-warm",
+    "as_of": END.isoformat(),
+    "coin_ids": ["coin-0000"],
+    "signals": ["volatility_index"],
+    "periods": [7],
+}
 
 
 def _lambda_env(**overrides: str) -> dict[str, str]:
     """The machine's environment less our configuration, plus what the Lambda runtime sets."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("MONGODB", "ANOMALY", "QUANTILE", "POWERTOOLS", "AWS_XRAY", "_X_AMZN"))}
-    env.update(LAMBDA_TASK_ROOT=str(REPO), AWS_LAMBDA_FUNCTION_NAME=FUNCTION, AWS_REGION="us-east-1",
-               AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(REPO))
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("MONGODB", "ANOMALY", "QUANTILE", "POWERTOOLS", "AWS_XRAY", "_X_AMZN"))
+    }
+    env.update(
+        LAMBDA_TASK_ROOT=str(REPO),
+        AWS_LAMBDA_FUNCTION_NAME=FUNCTION,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        PYTHONPATH=str(REPO),
+    )
     env.update(overrides)
     return env
 
 
 def _invocations(*batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {"trace_header": f"Root={root};Parent={parent};Sampled=1", "request_id": request_id, "event": {"Records": batch}}
+        {
+            "trace_header": f"Root={root};Parent={parent};Sampled=1",
+            "request_id": request_id,
+            "event": {"Records": batch},
+        }
         for batch, (root, parent), request_id in zip(batches, TRACES, LAMBDA_REQUEST_IDS)
     ]
 
@@ -100,22 +126,27 @@ class Run:
         return [line for line in self.lines(invocation) if "_aws" in line]
 
 
-def _run_process(tmp_path: Path, invocations: list[dict[str, Any]], env: dict[str, str]
-                 ) -> tuple[subprocess.CompletedProcess, list[bytes], list[dict[str, Any]]]:
+def _run_process(
+    tmp_path: Path, invocations: list[dict[str, Any]], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess, list[bytes], list[dict[str, Any]]]:
     """The invocations in a Lambda-like process whose X-Ray daemon is a UDP socket of ours."""
     spec = tmp_path / "invocations.json"
     spec.write_text(json.dumps(invocations))
     with XRayDaemon() as daemon:
         result = subprocess.run(
-            [sys.executable, "-m", "tests.fakes.lambda_invoke", str(spec)], cwd=REPO,
+            [sys.executable, "-m", "tests.fakes.lambda_invoke", str(spec)],
+            cwd=REPO,
             env=_lambda_env(POWERTOOLS_METRICS_NAMESPACE=NAMESPACE, AWS_XRAY_DAEMON_ADDRESS=daemon.address, **env),
-            capture_output=True, text=True, timeout=240,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
     return result, daemon.datagrams, daemon.entities()
 
 
-def run_lambda(tmp_path: Path, invocations: list[dict[str, Any]], documents: list[dict[str, Any]],
-               userinfo: str = "", **env: str) -> Run:
+def run_lambda(
+    tmp_path: Path, invocations: list[dict[str, Any]], documents: list[dict[str, Any]], userinfo: str = "", **env: str
+) -> Run:
     """Seed a loopback MongoDB, run the invocations in a Lambda-like process, and collect every output.
 
     ``userinfo`` (``user:password``) goes into the connection string; the server refuses every credential.
@@ -127,11 +158,22 @@ def run_lambda(tmp_path: Path, invocations: list[dict[str, Any]], documents: lis
     try:
         with WireMongoServer(client) as server:
             uri = server.uri.replace("//", f"//{userinfo}@") if userinfo else server.uri
-            store = {"MONGODB_URI": uri, "MONGODB_RSKYCLUSTER_DATABASE": DATABASE,
-                     "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION}
+            store = {
+                "MONGODB_URI": uri,
+                "MONGODB_RSKYCLUSTER_DATABASE": DATABASE,
+                "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION,
+            }
             result, datagrams, entities = _run_process(tmp_path, invocations, {**store, **env})
-        return Run(result.returncode, result.stdout, result.stderr, datagrams, entities,
-                   server.commands, list(client[DATABASE][COLLECTION].find({})), server.port)
+        return Run(
+            result.returncode,
+            result.stdout,
+            result.stderr,
+            datagrams,
+            entities,
+            server.commands,
+            list(client[DATABASE][COLLECTION].find({})),
+            server.port,
+        )
     finally:
         reset_embedded_store()
 
@@ -151,13 +193,17 @@ def ops_run(tmp_path_factory) -> Run:
 
 
 def _judged(run: Run, coins: list[str], signal: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in run.documents if d["coin_id"] in coins and "anomalies" in d
-            and (signal is None or signal in d["anomalies"])]
+    return [
+        d
+        for d in run.documents
+        if d["coin_id"] in coins and "anomalies" in d and (signal is None or signal in d["anomalies"])
+    ]
 
 
 def _flags(run: Run, coins: list[str], signal: str) -> int:
-    return sum(bool(entry["is_anomaly"]) for d in _judged(run, coins, signal)
-               for entry in d["anomalies"][signal].values())
+    return sum(
+        bool(entry["is_anomaly"]) for d in _judged(run, coins, signal) for entry in d["anomalies"][signal].values()
+    )
 
 
 def _latest_coins() -> list[str]:
@@ -192,8 +238,9 @@ def _one(entities: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _handler_segment(run: Run, invocation: int) -> dict[str, Any]:
     root, parent = TRACES[invocation]
-    return _one([e for e in run.entities if e["name"] == "## handler" and e["trace_id"] == root
-                 and e["parent_id"] == parent])
+    return _one(
+        [e for e in run.entities if e["name"] == "## handler" and e["trace_id"] == root and e["parent_id"] == parent]
+    )
 
 
 def test_every_stage_of_every_message_is_a_subsegment_under_the_lambda_facade(ops_run):
@@ -205,11 +252,17 @@ def test_every_stage_of_every_message_is_a_subsegment_under_the_lambda_facade(op
     assert [m["annotations"]["message_id"] for m in messages] == ["msg-0", "msg-1", "msg-2"]
     for message in messages[:2]:
         assert [c["name"] for c in children(ops_run.entities, message)] == [
-            "## validate", "## load", "## model", "## write"]
+            "## validate",
+            "## load",
+            "## model",
+            "## write",
+        ]
         assert not message.get("fault") and not message.get("error")
     # and every entity of the trace was sent with the trace id and is closed
-    assert all(e["trace_id"] == TRACES[0][0] and not e["in_progress"]
-               for e in [handler_segment, *descendants(ops_run.entities, handler_segment)])
+    assert all(
+        e["trace_id"] == TRACES[0][0] and not e["in_progress"]
+        for e in [handler_segment, *descendants(ops_run.entities, handler_segment)]
+    )
 
 
 def test_subsegments_carry_the_annotations_ops_filter_on(ops_run):
@@ -221,8 +274,11 @@ def test_subsegments_carry_the_annotations_ops_filter_on(ops_run):
 
         # the message: who it is, what it judged, what it found
         assert message["annotations"] == {
-            "message_id": message["annotations"]["message_id"], "request_id": request["request_id"], "mode": mode,
-            "coins": len({d["coin_id"] for d in judged}), "observations": len(judged),
+            "message_id": message["annotations"]["message_id"],
+            "request_id": request["request_id"],
+            "mode": mode,
+            "coins": len({d["coin_id"] for d in judged}),
+            "observations": len(judged),
             "anomalies": sum(anomalies.values()),
         }
         # every stage can be found by request_id and mode
@@ -237,8 +293,11 @@ def test_subsegments_carry_the_annotations_ops_filter_on(ops_run):
             signal = segment["annotations"]["signal"]
             assert segment["name"] == f"## {signal}"
             assert segment["annotations"] == {
-                "request_id": request["request_id"], "mode": mode, "signal": signal,
-                "observations": len(_judged(ops_run, coins, signal)), "anomalies": anomalies[signal],
+                "request_id": request["request_id"],
+                "mode": mode,
+                "signal": signal,
+                "observations": len(_judged(ops_run, coins, signal)),
+                "anomalies": anomalies[signal],
             }
 
 
@@ -253,8 +312,10 @@ def test_the_request_is_metadata_on_the_message_subsegment(ops_run):
 def test_every_mongodb_command_is_a_subsegment_of_the_stage_that_sent_it(ops_run):
     # given what the server received, message by message
     served = _by_message(ops_run)
-    traced_messages = [*children(ops_run.entities, _handler_segment(ops_run, 0), "## message")[:2],
-                       *children(ops_run.entities, _handler_segment(ops_run, 1), "## message")]
+    traced_messages = [
+        *children(ops_run.entities, _handler_segment(ops_run, 0), "## message")[:2],
+        *children(ops_run.entities, _handler_segment(ops_run, 1), "## message"),
+    ]
     assert len(served) == len(traced_messages) == 3
     for message, commands in zip(traced_messages, served):
         load = _one(children(ops_run.entities, message, "## load"))
@@ -313,8 +374,10 @@ def test_one_summary_line_per_processed_message_says_what_it_did(ops_run):
     summaries = [line for line in ops_run.log_lines(0) if line["message"] == "message processed"]
     assert [s["message_id"] for s in summaries] == ["msg-0", "msg-1"]
     served = _by_message(ops_run)
-    for summary, request, coins, commands in ((summaries[0], LATEST, _latest_coins(), served[0]),
-                                              (summaries[1], RANGE, _range_coins(), served[1])):
+    for summary, request, coins, commands in (
+        (summaries[0], LATEST, _latest_coins(), served[0]),
+        (summaries[1], RANGE, _range_coins(), served[1]),
+    ):
         judged = _judged(ops_run, coins)
         assert summary["level"] == "INFO"
         assert summary["mode"] == ("range" if "since" in request else "latest")
@@ -349,8 +412,14 @@ def test_every_failure_is_logged_with_its_reason(ops_run):
 
 
 def _blob(emf: list[dict[str, Any]], dimensions: list[str], **values: str) -> dict[str, Any]:
-    return _one([b for b in emf if sorted(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == sorted(dimensions)
-                 and all(b.get(k) == v for k, v in values.items())])
+    return _one(
+        [
+            b
+            for b in emf
+            if sorted(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == sorted(dimensions)
+            and all(b.get(k) == v for k, v in values.items())
+        ]
+    )
 
 
 def test_metrics_are_emf_in_the_configured_namespace(ops_run):
@@ -367,8 +436,10 @@ def test_message_metrics_match_what_the_run_did(ops_run):
     # given what the server and the store saw for the two processed messages of the cold invocation
     served = _by_message(ops_run)[:2]
     judged = [_judged(ops_run, _latest_coins()), _judged(ops_run, _range_coins())]
-    flags = [sum(_flags(ops_run, _latest_coins(), s) for s in LATEST["signals"]),
-             sum(_flags(ops_run, _range_coins(), s) for s in RANGE["signals"])]
+    flags = [
+        sum(_flags(ops_run, _latest_coins(), s) for s in LATEST["signals"]),
+        sum(_flags(ops_run, _range_coins(), s) for s in RANGE["signals"]),
+    ]
 
     blob = _blob(ops_run.emf(0), ["service"])
 
@@ -385,8 +456,11 @@ def test_message_metrics_match_what_the_run_did(ops_run):
 
 def test_anomalies_and_time_by_signal_are_metrics_with_a_signal_dimension(ops_run):
     emf = ops_run.emf(0)
-    requested = {"latest_price": [_latest_coins()], "volume": [_latest_coins(), _range_coins()],
-                 "market_cap_score": [_range_coins()]}
+    requested = {
+        "latest_price": [_latest_coins()],
+        "volume": [_latest_coins(), _range_coins()],
+        "market_cap_score": [_range_coins()],
+    }
     for signal, coin_sets in requested.items():
         blob = _blob(emf, ["service", "signal"], signal=signal)
         assert blob["AnomaliesDetected"] == [float(_flags(ops_run, coins, signal)) for coins in coin_sets]
@@ -449,12 +523,21 @@ def test_no_secret_appears_in_any_output_of_a_failing_run(tmp_path, backend):
 
 def test_outside_lambda_the_tracer_is_quiet():
     # given a normal local run: no Lambda variables, tracing not switched off by hand
-    env = {name: value for name, value in _lambda_env(MONGODB_URI="mongomock://").items()
-           if name not in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME")}
+    env = {
+        name: value
+        for name, value in _lambda_env(MONGODB_URI="mongomock://").items()
+        if name not in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME")
+    }
 
     # when an event goes through the handler
-    result = subprocess.run([sys.executable, "-m", "libs.cli", "invoke", "events/batch-with-invalid.json"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "libs.cli", "invoke", "events/batch-with-invalid.json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     # then it answers, and nothing complains about missing segments or anything else
     assert result.returncode == 0, result.stderr
@@ -469,7 +552,8 @@ def test_outside_lambda_the_tracer_is_quiet():
 
 
 def test_log_lines_about_a_message_carry_its_ids_and_nothing_leaks_to_the_next(
-        store, lambda_context, json_logs, monkeypatch):
+    store, lambda_context, json_logs, monkeypatch
+):
     import handler
     from libs.helpers import mongodb_helper
     from libs.observability import logger
@@ -487,9 +571,13 @@ def test_log_lines_about_a_message_carry_its_ids_and_nothing_leaks_to_the_next(
         return real_find(self, query, projection)
 
     monkeypatch.setattr(mongodb_helper.DriverReader, "find", failing_once)
-    event = {"Records": [sqs_record({"as_of": END.isoformat(), "request_id": "first"}, "m-1"),
-                         sqs_record({"as_of": END.isoformat()}, "m-2"),
-                         sqs_record("not json", "m-3")]}
+    event = {
+        "Records": [
+            sqs_record({"as_of": END.isoformat(), "request_id": "first"}, "m-1"),
+            sqs_record({"as_of": END.isoformat()}, "m-2"),
+            sqs_record("not json", "m-3"),
+        ]
+    }
 
     # when
     response = handler.handler(event, lambda_context)
@@ -533,10 +621,14 @@ def test_on_a_real_server_every_command_is_a_subsegment(tmp_path):
     client[database][COLLECTION].insert_many(documents)
     try:
         # when a message is processed in a Lambda-like process against it
-        env = {"MONGODB_URI": os.environ["MONGODB_TEST_URI"], "MONGODB_RSKYCLUSTER_DATABASE": database,
-               "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION}
-        result, _, entities = _run_process(tmp_path, _invocations([sqs_record({"as_of": END.isoformat()}, "msg-0")]),
-                                           env)
+        env = {
+            "MONGODB_URI": os.environ["MONGODB_TEST_URI"],
+            "MONGODB_RSKYCLUSTER_DATABASE": database,
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION,
+        }
+        result, _, entities = _run_process(
+            tmp_path, _invocations([sqs_record({"as_of": END.isoformat()}, "msg-0")]), env
+        )
         assert result.returncode == 0, result.stderr
 
         # then the find sits under ## load and the update under ## write, named after the database

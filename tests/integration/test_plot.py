@@ -30,8 +30,15 @@ def red_pixels(image: np.ndarray) -> int:
 
 
 def plot(store, plant, tmp_path):
-    return plot_signal(store, coin_id=plant.coin_id, signal=plant.signal, period_days=7, out=tmp_path / "plot.png",
-                       deviation_limit=1.5, min_observations=4)
+    return plot_signal(
+        store,
+        coin_id=plant.coin_id,
+        signal=plant.signal,
+        period_days=7,
+        out=tmp_path / "plot.png",
+        deviation_limit=1.5,
+        min_observations=4,
+    )
 
 
 def test_the_png_has_the_figure_size_is_not_blank_and_marks_the_written_flags(seeded, tmp_path, lambda_context):
@@ -67,18 +74,28 @@ def test_an_unknown_coin_is_named_in_the_error(seeded, tmp_path):
     store, _ = seeded
 
     with pytest.raises(ValueError, match="no observations of coin 'nope'"):
-        plot_signal(store, coin_id="nope", signal="volume", period_days=7, out=tmp_path / "x.png",
-                    deviation_limit=1.5, min_observations=4)
+        plot_signal(
+            store,
+            coin_id="nope",
+            signal="volume",
+            period_days=7,
+            out=tmp_path / "x.png",
+            deviation_limit=1.5,
+            min_observations=4,
+        )
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize("document, flagged", [
-    ({"anomalies": {"volume": {"7d": {"is_anomaly": True}}}}, True),
-    ({"anomalies": {"volume": {"7d": {"is_anomaly": False}}}}, False),
-    ({"anomalies": {"volume": {"7d": {"is_anomaly": None}}}}, False),
-    ({"anomalies": {"volume": {"3d": {"is_anomaly": True}}}}, False),
-    ({"anomalies": {"evaluated_at": END}}, False),
-    ({}, False),
-])
+@pytest.mark.parametrize(
+    "document, flagged",
+    [
+        ({"anomalies": {"volume": {"7d": {"is_anomaly": True}}}}, True),
+        ({"anomalies": {"volume": {"7d": {"is_anomaly": False}}}}, False),
+        ({"anomalies": {"volume": {"7d": {"is_anomaly": None}}}}, False),
+        ({"anomalies": {"volume": {"3d": {"is_anomaly": True}}}}, False),
+        ({"anomalies": {"evaluated_at": END}}, False),
+        ({}, False),
+    ],
+)
 def test_a_written_flag_is_is_anomaly_true_for_that_signal_and_period(document, flagged):
     assert written_flag(document, "volume", 7) is flagged

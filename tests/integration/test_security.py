@@ -16,7 +16,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pymongo.synchronous import srv_resolver
 from pymongo.uri_parser import parse_uri
 
@@ -94,8 +96,9 @@ CONFIGURATIONS = {
 
 
 def _run(code: str, env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     return result.stdout + result.stderr
 
 
@@ -171,16 +174,20 @@ def test_any_credentials_survive_the_atlas_uri_exactly(user, password):
     assert parsed["options"]["tls"] is True
 
 
-@pytest.mark.parametrize("password", [PASSWORD, "@", ":", "/", "%", "?", "%2F", "a@b:c/d%e?f", " leading and trailing "])
+@pytest.mark.parametrize(
+    "password", [PASSWORD, "@", ":", "/", "%", "?", "%2F", "a@b:c/d%e?f", " leading and trailing "]
+)
 def test_atlas_settings_connect_with_the_exact_credentials_over_tls(password, atlas_dns):
     # given the Atlas variables with a password full of URI-reserved characters
-    settings = load_settings({
-        "MONGODB_RSKYCLUSTER_HOST": ATLAS_HOST,
-        "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME": USER,
-        "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD": password,
-        "MONGODB_RSKYCLUSTER_DATABASE": "risk",
-        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
-    })
+    settings = load_settings(
+        {
+            "MONGODB_RSKYCLUSTER_HOST": ATLAS_HOST,
+            "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME": USER,
+            "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD": password,
+            "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+        }
+    )
 
     # when pymongo parses the srv URI (SRV and TXT answered as Atlas does) and the service builds its client
     parsed = parse_uri(settings.mongodb_uri)
@@ -213,8 +220,12 @@ def test_a_plain_atlas_srv_uri_gets_tls_by_default(atlas_dns):
 SERVERLESS_YML = REPO / "serverless.yml"
 #: Actions AWS does not scope to resources: "*" is the only resource they accept.
 UNSCOPED_ACTIONS = {
-    "xray:puttracesegments", "xray:puttelemetryrecords", "xray:getsamplingrules", "xray:getsamplingtargets",
-    "xray:getsamplingstatisticsummaries", "cloudwatch:putmetricdata",
+    "xray:puttracesegments",
+    "xray:puttelemetryrecords",
+    "xray:getsamplingrules",
+    "xray:getsamplingtargets",
+    "xray:getsamplingstatisticsummaries",
+    "cloudwatch:putmetricdata",
 }
 
 
@@ -239,7 +250,7 @@ _CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 
 def load_serverless(text: str) -> Any:
-    return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_CloudFormationLoader)
 
 
 def iam_statements(node: Any) -> list[dict[str, Any]]:
@@ -290,8 +301,11 @@ def broad_managed_policies(node: Any) -> list[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("managedPolicies", "ManagedPolicyArns"):
-                found += [str(arn) for arn in _as_list(value)
-                          if any(broad in str(arn) for broad in ("FullAccess", "AdministratorAccess", "PowerUser"))]
+                found += [
+                    str(arn)
+                    for arn in _as_list(value)
+                    if any(broad in str(arn) for broad in ("FullAccess", "AdministratorAccess", "PowerUser"))
+                ]
             else:
                 found += broad_managed_policies(value)
     elif isinstance(node, list):

@@ -14,9 +14,9 @@ from pymongo.errors import AutoReconnect
 import handler
 from libs.errors import NotAnSqsEvent
 from libs.helpers import mongodb_helper
+from libs.local.lambda_context import LocalContext
 from libs.synthetic import synthetic_documents
 from tests.conftest import REPO
-from tests.fakes.lambda_context import FakeLambdaContext
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import failed_ids, sqs_event
 
@@ -51,8 +51,9 @@ def test_latest_mode_writes_flags_that_match_numpy(seeded, lambda_context):
                 if value is None:
                     assert written is None
                     continue
-                assert written == expected_entry(all_documents, doc["coin_id"], doc["timestamp"], value,
-                                                 signal, period, 1.5, 4)
+                assert written == expected_entry(
+                    all_documents, doc["coin_id"], doc["timestamp"], value, signal, period, 1.5, 4
+                )
     # and the planted anomalies at the newest observations were flagged in some window
     for plant in planted:
         if plant.timestamp == END:
@@ -80,8 +81,9 @@ def test_only_requested_signals_and_periods_are_written_and_nothing_else_changes
 
 def test_a_missing_value_on_the_judged_document_is_not_written(store, lambda_context):
     stamps = [END - timedelta(hours=h) for h in range(10)]
-    store.insert_many([{"coin_id": "x", "timestamp": t, "volume": float(i), "latest_price": 1.0 + i}
-                       for i, t in enumerate(stamps)])
+    store.insert_many(
+        [{"coin_id": "x", "timestamp": t, "volume": float(i), "latest_price": 1.0 + i} for i, t in enumerate(stamps)]
+    )
     store.update_one({"coin_id": "x", "timestamp": END}, {"$set": {"volume": "NaN"}})
 
     assert handler.handler(sqs_event({"as_of": END.isoformat()}), lambda_context) == {"batchItemFailures": []}
@@ -116,12 +118,15 @@ def test_an_empty_batch_gets_an_empty_answer(lambda_context):
     assert handler.handler({"Records": []}, lambda_context) == {"batchItemFailures": []}
 
 
-@pytest.mark.parametrize("event", [
-    {},
-    {"Records": "nope"},
-    {"Records": [{"eventSource": "aws:kinesis", "messageId": "a", "body": "{}"}]},
-    {"detail-type": "Scheduled Event", "source": "aws.events"},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"Records": "nope"},
+        {"Records": [{"eventSource": "aws:kinesis", "messageId": "a", "body": "{}"}]},
+        {"detail-type": "Scheduled Event", "source": "aws.events"},
+    ],
+)
 def test_an_event_that_is_not_sqs_raises_a_clear_error(event, lambda_context):
     with pytest.raises(NotAnSqsEvent, match="SQS event"):
         handler.handler(event, lambda_context)
@@ -129,9 +134,10 @@ def test_an_event_that_is_not_sqs_raises_a_clear_error(event, lambda_context):
 
 def test_messages_not_started_for_lack_of_time_are_listed(seeded, lambda_context):
     store, _ = seeded
-    context = FakeLambdaContext(remaining_ms=[60_000, 14_999])
-    event = sqs_event({"as_of": END.isoformat()}, {"as_of": END.isoformat(), "request_id": "second"},
-                      {"as_of": END.isoformat()})
+    context = LocalContext(remaining_ms=[60_000, 14_999])
+    event = sqs_event(
+        {"as_of": END.isoformat()}, {"as_of": END.isoformat(), "request_id": "second"}, {"as_of": END.isoformat()}
+    )
 
     response = handler.handler(event, context)
 
@@ -151,9 +157,11 @@ def test_a_database_error_fails_that_message_only(seeded, lambda_context, monkey
         return real_find(self, query, projection)
 
     monkeypatch.setattr(mongodb_helper.DriverReader, "find", flaky_find)
-    event = sqs_event({"as_of": END.isoformat(), "coin_ids": ["coin-0000"]},
-                      {"as_of": END.isoformat(), "coin_ids": ["coin-0001"]},
-                      {"as_of": END.isoformat(), "coin_ids": ["coin-0002"]})
+    event = sqs_event(
+        {"as_of": END.isoformat(), "coin_ids": ["coin-0000"]},
+        {"as_of": END.isoformat(), "coin_ids": ["coin-0001"]},
+        {"as_of": END.isoformat(), "coin_ids": ["coin-0002"]},
+    )
 
     response = handler.handler(event, lambda_context)
 
@@ -227,7 +235,8 @@ def test_stale_coins_are_logged_not_judged(seeded, lambda_context, json_logs):
 def test_a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB", "ANOMALY", "QUANTILE"))}
     env.update(MONGODB_URI="mongomock://", ANOMALY_PERIODS="3,seven")
-    result = subprocess.run([sys.executable, "-c", "import handler"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "import handler"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "ANOMALY_PERIODS" in result.stderr and "ConfigError" in result.stderr

@@ -85,7 +85,11 @@ def test_embedded_store_defaults():
 
 def test_embedded_store_takes_a_named_database_and_collection():
     # given mongomock with an explicit database and collection
-    env = {**EMBEDDED, "MONGODB_RSKYCLUSTER_DATABASE": "db1", "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c1"}
+    env = {
+        **EMBEDDED,
+        "MONGODB_RSKYCLUSTER_DATABASE": "db1",
+        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c1",
+    }
 
     # when loaded
     settings = load_settings(env)
@@ -168,7 +172,11 @@ def test_a_real_mongodb_uri_requires_the_collection():
 
 def test_a_real_mongodb_uri_is_taken_verbatim():
     # given a full connection string with database and collection
-    env = {"MONGODB_URI": URI_WITH_CREDENTIALS, "MONGODB_RSKYCLUSTER_DATABASE": "d", "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c"}
+    env = {
+        "MONGODB_URI": URI_WITH_CREDENTIALS,
+        "MONGODB_RSKYCLUSTER_DATABASE": "d",
+        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c",
+    }
 
     # when loaded
     settings = load_settings(env)
@@ -257,7 +265,9 @@ def test_nothing_at_all_names_the_host():
     config_error({}, "MONGODB_RSKYCLUSTER_HOST")
 
 
-@pytest.mark.parametrize("host", [f"admin:{URI_PASSWORD}@{HOST}", f"mongodb+srv://{HOST}", f"{HOST}/db", f"{HOST}?tls=true"])
+@pytest.mark.parametrize(
+    "host", [f"admin:{URI_PASSWORD}@{HOST}", f"mongodb+srv://{HOST}", f"{HOST}/db", f"{HOST}?tls=true"]
+)
 def test_a_host_that_is_not_a_bare_host_name_is_refused_without_echoing_it(host):
     # given a whole URI (maybe with credentials) in the host variable
     env = {**ATLAS, "MONGODB_RSKYCLUSTER_HOST": host}
@@ -355,7 +365,11 @@ def test_data_api_builds_its_url_from_region_and_app_id():
 
 def test_data_api_url_overrides_region_and_app_id():
     # given an explicit base URL (a local endpoint) and no region or app id
-    env = {name: value for name, value in DATA_API.items() if name not in ("MONGODB_RSKYCLUSTER_REGION", "MONGODB_RSKYCLUSTER_DATA_API_APP_ID")}
+    env = {
+        name: value
+        for name, value in DATA_API.items()
+        if name not in ("MONGODB_RSKYCLUSTER_REGION", "MONGODB_RSKYCLUSTER_DATA_API_APP_ID")
+    }
     env["MONGODB_DATA_API_URL"] = "http://127.0.0.1:8080/app/x/endpoint/data/v1/"
 
     # when loaded
@@ -416,7 +430,13 @@ def test_no_secret_in_the_repr_or_str_of_settings():
 
 
 def test_no_secret_in_repr_with_a_full_mongodb_uri():
-    settings = load_settings({"MONGODB_URI": URI_WITH_CREDENTIALS, "MONGODB_RSKYCLUSTER_DATABASE": "d", "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c"})
+    settings = load_settings(
+        {
+            "MONGODB_URI": URI_WITH_CREDENTIALS,
+            "MONGODB_RSKYCLUSTER_DATABASE": "d",
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "c",
+        }
+    )
     assert_no_secret(repr(settings))
     assert_no_secret(settings.store_description)
     assert settings.store_description == f"mongodb+srv://{HOST} d.c"
@@ -450,7 +470,10 @@ def test_no_secret_in_any_config_error(env):
 REDACTIONS = [
     (build_atlas_uri(HOST, USER, PASSWORD), f"mongodb+srv://{HOST}"),
     (URI_WITH_CREDENTIALS, f"mongodb+srv://{HOST}"),
-    (f"mongodb://reader:{URI_PASSWORD}@h1:27017,h2:27017/risk?replicaSet=rs0&authSource=admin", "mongodb://h1:27017,h2:27017"),
+    (
+        f"mongodb://reader:{URI_PASSWORD}@h1:27017,h2:27017/risk?replicaSet=rs0&authSource=admin",
+        "mongodb://h1:27017,h2:27017",
+    ),
     ("mongodb://localhost:27017", "mongodb://localhost:27017"),
     ("mongodb://localhost/risk", "mongodb://localhost"),
     ("mongomock://", "mongomock://"),

@@ -60,11 +60,13 @@ def _backfill_frame(coins: int = 6, hours: int = 24 * 12) -> pd.DataFrame:
     rng = np.random.default_rng(5)
     end = datetime(2024, 11, 1)
     stamps = np.array([end - timedelta(hours=h) for h in range(hours)][::-1], dtype="datetime64[ms]")
-    frame = pd.DataFrame({
-        "coin_id": np.repeat([f"c{i}" for i in range(coins)], hours),
-        "timestamp": np.tile(stamps, coins),
-        "volume": rng.lognormal(0, 1, coins * hours),
-    })
+    frame = pd.DataFrame(
+        {
+            "coin_id": np.repeat([f"c{i}" for i in range(coins)], hours),
+            "timestamp": np.tile(stamps, coins),
+            "volume": rng.lognormal(0, 1, coins * hours),
+        }
+    )
     frame.loc[rng.random(len(frame)) < 0.1, "volume"] = np.nan
     return frame.sample(frac=1, random_state=1).reset_index(drop=True)  # the model must not rely on order
 
@@ -85,9 +87,15 @@ def test_both_engines_judge_a_backfill_identically(monkeypatch):
     pd.testing.assert_frame_equal(ranked, gathered, check_exact=True)
     for _, result in ranked.sample(40, random_state=2).iterrows():
         row = frame.iloc[int(result["row"])]
-        window = frame[(frame["coin_id"] == row["coin_id"])
-                       & (frame["timestamp"] > row["timestamp"] - pd.Timedelta(days=int(result["period_days"])))
-                       & (frame["timestamp"] <= row["timestamp"])]["volume"].dropna().to_numpy()
+        window = (
+            frame[
+                (frame["coin_id"] == row["coin_id"])
+                & (frame["timestamp"] > row["timestamp"] - pd.Timedelta(days=int(result["period_days"])))
+                & (frame["timestamp"] <= row["timestamp"])
+            ]["volume"]
+            .dropna()
+            .to_numpy()
+        )
         assert result["n"] == len(window)
         if len(window) >= 4:
             assert (result["q1"], result["q3"]) == tuple(np.percentile(window, [25, 75]))

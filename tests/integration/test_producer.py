@@ -26,8 +26,10 @@ class FailingOnce:
         self.calls.append([entry["MessageBody"] for entry in Entries])
         dropped, kept = (Entries[: self._drop], Entries[self._drop :]) if len(self.calls) == 1 else ([], Entries)
         response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=kept) if kept else {}
-        failed = [{"Id": e["Id"], "SenderFault": self._sender_fault, "Code": "InternalError", "Message": "try again"}
-                  for e in dropped]
+        failed = [
+            {"Id": e["Id"], "SenderFault": self._sender_fault, "Code": "InternalError", "Message": "try again"}
+            for e in dropped
+        ]
         return {"Successful": response.get("Successful", []), "Failed": failed}
 
 

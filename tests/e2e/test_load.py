@@ -110,8 +110,9 @@ class Faults:
         return summary
 
 
-def test_two_thousand_messages_with_faults_are_all_accounted_for(store, sqs, sqs_endpoint, queues, queue_settings,
-                                                                 monkeypatch, capsys):
+def test_two_thousand_messages_with_faults_are_all_accounted_for(
+    store, sqs, sqs_endpoint, queues, queue_settings, monkeypatch, capsys
+):
     # given a small store (so the embedded store's scans stay cheap) and 2,100 messages of every kind
     documents, _ = synthetic_documents(coins=len(COINS), days=9, per_day=2, end=END, seed=21)
     store.insert_many(documents)
@@ -125,8 +126,13 @@ def test_two_thousand_messages_with_faults_are_all_accounted_for(store, sqs, sqs
     started = time.monotonic()
     sent = ThrottledProducer(sqs_endpoint.url, queues.url, bodies)
     sent.start()
-    poller = Poller(sqs, queues.url, handler=handler.handler, batch_size=queue_settings.batch_size,
-                    function_timeout_ms=queue_settings.function_timeout_ms)
+    poller = Poller(
+        sqs,
+        queues.url,
+        handler=handler.handler,
+        batch_size=queue_settings.batch_size,
+        function_timeout_ms=queue_settings.function_timeout_ms,
+    )
     while True:
         stats = poller.run(until_empty=True, max_seconds=max(1.0, 480 - (time.monotonic() - started)))
         if not sent.is_alive() or stats.stopped != "queue drained":
@@ -167,5 +173,7 @@ def test_two_thousand_messages_with_faults_are_all_accounted_for(store, sqs, sqs
     assert checked > 1_000
 
     with capsys.disabled():
-        print(f"\nload: {len(bodies)} messages, {stats.received} deliveries in {elapsed:.1f} s "
-              f"= {len(bodies) / elapsed:.0f} messages/s ({len(deleted)} succeeded, {len(dead)} dead-lettered)")
+        print(
+            f"\nload: {len(bodies)} messages, {stats.received} deliveries in {elapsed:.1f} s "
+            f"= {len(bodies) / elapsed:.0f} messages/s ({len(deleted)} succeeded, {len(dead)} dead-lettered)"
+        )

@@ -15,8 +15,9 @@ NOT_ON_THE_LAMBDA_PATH = ("requests", "mongomock", "moto", "boto3", "matplotlib"
 def _imported_after_import_handler(env: dict[str, str]) -> set[str]:
     code = "import sys, json, handler; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "AWS_", "POWERTOOLS_", "LAMBDA_"))}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -24,9 +25,13 @@ def _imported_after_import_handler(env: dict[str, str]) -> set[str]:
 def test_importing_the_handler_with_the_driver_configuration_imports_none_of_the_optional_libraries():
     # given the environment of a deployed function reading with the driver (no connection is made at import)
     env = {
-        "AWS_LAMBDA_FUNCTION_NAME": "crypto-risk-anomaly", "LAMBDA_TASK_ROOT": str(REPO), "AWS_REGION": "us-east-1",
-        "MONGODB_RSKYCLUSTER_HOST": "cluster0.example.mongodb.net", "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME": "u",
-        "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD": "p", "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+        "AWS_LAMBDA_FUNCTION_NAME": "crypto-risk-anomaly",
+        "LAMBDA_TASK_ROOT": str(REPO),
+        "AWS_REGION": "us-east-1",
+        "MONGODB_RSKYCLUSTER_HOST": "cluster0.example.mongodb.net",
+        "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME": "u",
+        "MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD": "p",
+        "MONGODB_RSKYCLUSTER_DATABASE": "risk",
         "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
     }
 

@@ -21,8 +21,8 @@ from pymongo.synchronous import srv_resolver
 import handler
 from libs import processor
 from libs.helpers import constants_helper, mongodb_helper
+from libs.local.lambda_context import LocalContext
 from libs.synthetic import synthetic_documents
-from tests.fakes.lambda_context import FakeLambdaContext
 from tests.fakes.network import closed_port
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import failed_ids, sqs_event
@@ -80,12 +80,16 @@ def unreachable_database(monkeypatch, real_driver_configuration):
 def test_an_unreachable_database_fails_every_message_within_the_selection_timeout(unreachable_database, json_logs):
     # given a batch of three valid messages and one invalid one, and no database listening
     writes = unreachable_database
-    event = sqs_event({"as_of": END.isoformat()}, {"coin_ids": ["bitcoin"]}, {"periods": [0]},
-                      {"since": (END - timedelta(days=1)).isoformat(), "as_of": END.isoformat()})
+    event = sqs_event(
+        {"as_of": END.isoformat()},
+        {"coin_ids": ["bitcoin"]},
+        {"periods": [0]},
+        {"since": (END - timedelta(days=1)).isoformat(), "as_of": END.isoformat()},
+    )
 
     # when the handler runs it
     started = time.monotonic()
-    response = handler.handler(event, FakeLambdaContext())
+    response = handler.handler(event, LocalContext())
     elapsed = time.monotonic() - started
 
     # then every message is listed, none hung (each gave up after about the selection timeout), nothing was written
@@ -112,11 +116,15 @@ def test_an_atlas_host_whose_srv_record_does_not_resolve_fails_each_message_as_a
     monkeypatch.setattr(srv_resolver._SrvResolver, "get_hosts", no_such_name)
     monkeypatch.setattr(srv_resolver._SrvResolver, "get_hosts_and_min_ttl", no_such_name)
     monkeypatch.delenv("MONGODB_URI")
-    writes = configure(monkeypatch, MONGODB_RSKYCLUSTER_HOST="cluster0.gone.mongodb.net",
-                       MONGODB_RSKYCLUSTER_DATABASE_USER_NAME="reader", MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD="pw")
+    writes = configure(
+        monkeypatch,
+        MONGODB_RSKYCLUSTER_HOST="cluster0.gone.mongodb.net",
+        MONGODB_RSKYCLUSTER_DATABASE_USER_NAME="reader",
+        MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD="pw",
+    )
 
     # when a batch of two messages arrives
-    response = handler.handler(sqs_event({"as_of": END.isoformat()}, {"coin_ids": ["x"]}), FakeLambdaContext())
+    response = handler.handler(sqs_event({"as_of": END.isoformat()}, {"coin_ids": ["x"]}), LocalContext())
 
     # then both are listed as store outages (retried by SQS), logged without a traceback, and nothing was written
     assert failed_ids(response) == ["msg-0", "msg-1"]
@@ -149,12 +157,21 @@ def _interrupted_bulk_write(real, calls: list[int]):
             return real(self, requests, ordered=ordered, **kwargs)
         applied = requests[: len(requests) // 2]
         real(self, applied, ordered=ordered, **kwargs)
-        raise BulkWriteError({
-            "writeErrors": [{"index": i, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"}
-                            for i in range(len(applied), len(requests))],
-            "writeConcernErrors": [], "nInserted": 0, "nUpserted": 0, "nMatched": len(applied),
-            "nModified": len(applied), "nRemoved": 0, "upserted": [],
-        })
+        raise BulkWriteError(
+            {
+                "writeErrors": [
+                    {"index": i, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"}
+                    for i in range(len(applied), len(requests))
+                ],
+                "writeConcernErrors": [],
+                "nInserted": 0,
+                "nUpserted": 0,
+                "nMatched": len(applied),
+                "nModified": len(applied),
+                "nRemoved": 0,
+                "upserted": [],
+            }
+        )
 
     return bulk_write
 
@@ -164,7 +181,7 @@ def test_a_write_that_fails_part_way_is_listed_and_a_rerun_finishes_it_with_the_
 ):
     store, documents, event = backfill
     # given the flags a clean run writes (then cleared again)
-    assert handler.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(event, LocalContext()) == {"batchItemFailures": []}
     clean = flags_without_time(store)
     assert len(clean) == 2500
     store.update_many({}, {"$unset": {"anomalies": ""}})
@@ -173,7 +190,7 @@ def test_a_write_that_fails_part_way_is_listed_and_a_rerun_finishes_it_with_the_
     real = type(store).bulk_write
     calls: list[int] = []
     monkeypatch.setattr(type(store), "bulk_write", _interrupted_bulk_write(real, calls))
-    response = handler.handler(event, FakeLambdaContext())
+    response = handler.handler(event, LocalContext())
 
     # then the message is listed, the third batch was never sent, and the failure is logged with the reason
     assert failed_ids(response) == ["msg-0"]
@@ -187,7 +204,7 @@ def test_a_write_that_fails_part_way_is_listed_and_a_rerun_finishes_it_with_the_
 
     # when SQS delivers the message again and the database is healthy
     monkeypatch.setattr(type(store), "bulk_write", real)
-    assert handler.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(event, LocalContext()) == {"batchItemFailures": []}
 
     # then every document carries the same flags as the clean run, field for field
     assert flags_without_time(store) == clean
@@ -197,8 +214,9 @@ def test_a_write_that_fails_part_way_is_listed_and_a_rerun_finishes_it_with_the_
         doc = by_id[doc_id]
         value = usable_number(doc.get("volume"))
         if value is not None:
-            assert clean[doc_id]["volume"]["7d"] == expected_entry(documents, doc["coin_id"], doc["timestamp"],
-                                                                   value, "volume", 7, 1.5, 4)
+            assert clean[doc_id]["volume"]["7d"] == expected_entry(
+                documents, doc["coin_id"], doc["timestamp"], value, "volume", 7, 1.5, 4
+            )
 
 
 # --------------------------------------------------------------------------- the time budget running out
@@ -211,21 +229,20 @@ def four_coins(store):
     return store
 
 
-def test_when_the_time_budget_runs_out_mid_batch_the_unstarted_messages_are_listed(
-    four_coins, monkeypatch, json_logs
-):
+def test_when_the_time_budget_runs_out_mid_batch_the_unstarted_messages_are_listed(four_coins, monkeypatch, json_logs):
     # given a context with one second more than the margin, and a database whose reads take two seconds
     store = four_coins
     margin_ms = constants_helper.get_settings().time_margin_ms
-    context = FakeLambdaContext(remaining_ms=margin_ms + 1_000)
+    context = LocalContext(remaining_ms=margin_ms + 1_000)
 
     class SlowReader(mongodb_helper.DriverReader):
         def find(self, query, projection):
             context.remaining_ms -= 2_000  # the clock the handler reads moves as the work is done
             return super().find(query, projection)
 
-    monkeypatch.setitem(mongodb_helper.READERS, "driver", lambda settings: SlowReader(
-        mongodb_helper.get_collection(settings)))
+    monkeypatch.setitem(
+        mongodb_helper.READERS, "driver", lambda settings: SlowReader(mongodb_helper.get_collection(settings))
+    )
     event = sqs_event(*[{"as_of": END.isoformat(), "coin_ids": [f"coin-{i:04d}"]} for i in range(4)])
 
     # when the handler runs the batch
@@ -256,7 +273,7 @@ def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four
     bodies = [{"as_of": END.isoformat(), "coin_ids": [f"coin-{i:04d}"]} for i in range(4)]
 
     # when the handler runs a batch with one message per coin
-    response = handler.handler(sqs_event(*bodies), FakeLambdaContext())
+    response = handler.handler(sqs_event(*bodies), LocalContext())
 
     # then only that message is listed, with the exception and its trace in the log, and it wrote nothing
     assert failed_ids(response) == ["msg-1"]
@@ -268,5 +285,5 @@ def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four
     with_crash = flags_without_time(store)
     store.update_many({}, {"$unset": {"anomalies": ""}})
     monkeypatch.setattr(processor, "judge_signal", real_judge_signal)
-    assert handler.handler(sqs_event(bodies[0], bodies[2], bodies[3]), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(sqs_event(bodies[0], bodies[2], bodies[3]), LocalContext()) == {"batchItemFailures": []}
     assert flags_without_time(store) == with_crash

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 import pytest
 
 import handler
+from libs import processor
 from libs.helpers.constants_helper import SIGNALS
 from libs.helpers.mongodb_helper import DriverReader
 from libs.local.poller import Poller
 from libs.local.producer import send_bodies
 from libs.local.sqs_endpoint import peek_messages, queue_counts
-from libs import processor
 from libs.processor import process_message
 from libs.synthetic import synthetic_documents
 from tests.fakes.faults import HalfWriting, Unreachable
@@ -81,11 +81,23 @@ def valid_bodies() -> list[str]:
     requests: list[dict] = [{"coin_ids": [coin], "as_of": END.isoformat()} for coin in COINS]
     for coin in COINS:
         for span in range(SPANS):
-            requests.append({"coin_ids": [coin], "since": (END - timedelta(days=SPAN_DAYS * (span + 1))).isoformat(),
-                             "as_of": (END - timedelta(days=SPAN_DAYS * span)).isoformat()})
+            requests.append(
+                {
+                    "coin_ids": [coin],
+                    "since": (END - timedelta(days=SPAN_DAYS * (span + 1))).isoformat(),
+                    "as_of": (END - timedelta(days=SPAN_DAYS * span)).isoformat(),
+                }
+            )
     for start in range(0, len(COINS), 4):
-        requests.append({"coin_ids": COINS[start : start + 4], "since": (END - timedelta(days=2)).isoformat(),
-                         "as_of": END.isoformat(), "signals": ["volume", "latest_price"], "periods": [7]})
+        requests.append(
+            {
+                "coin_ids": COINS[start : start + 4],
+                "since": (END - timedelta(days=2)).isoformat(),
+                "as_of": END.isoformat(),
+                "signals": ["volume", "latest_price"],
+                "periods": [7],
+            }
+        )
     return [json.dumps({**request, "request_id": f"r{n}"}) for n, request in enumerate(requests)]
 
 
@@ -105,8 +117,13 @@ def seeded(store):
 
 
 def summary_result(summary) -> tuple:
-    return (summary.mode, summary.coins_judged, summary.observations_judged, summary.documents_written,
-            tuple(sorted(summary.anomalies.items())))
+    return (
+        summary.mode,
+        summary.coins_judged,
+        summary.observations_judged,
+        summary.documents_written,
+        tuple(sorted(summary.anomalies.items())),
+    )
 
 
 def test_every_message_is_processed_once_or_dead_lettered_and_the_flags_match_numpy(
@@ -128,7 +145,10 @@ def test_every_message_is_processed_once_or_dead_lettered_and_the_flags_match_nu
     # when the producer sends them and the poller feeds them to the handler until the queue is drained
     sent = send_bodies(sqs, queues.url, bodies)
     stats = Poller(
-        sqs, queues.url, handler=handler.handler, batch_size=queue_settings.batch_size,
+        sqs,
+        queues.url,
+        handler=handler.handler,
+        batch_size=queue_settings.batch_size,
         function_timeout_ms=queue_settings.function_timeout_ms,
     ).run(until_empty=True, max_seconds=150)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import numpy as np
@@ -20,9 +20,35 @@ from tests.fakes.reference import usable_number
 T0 = datetime(2024, 11, 1)
 
 EVERY_KIND = [
-    1.5, -0.0, 0.0, 1.0, 7, 0, 1, Int64(3), 10**400, True, False, None, float("nan"), float("inf"), float("-inf"),
-    "1.5", "n/a", "", {"$numberDouble": "1"}, [1.0], b"\x01", T0, ObjectId(), Decimal128("2.5"),
-    Decimal128("NaN"), Decimal128("-Infinity"), Decimal128("1E+6000"), Decimal128("-0.1"), np.float64(2.25),
+    1.5,
+    -0.0,
+    0.0,
+    1.0,
+    7,
+    0,
+    1,
+    Int64(3),
+    10**400,
+    True,
+    False,
+    None,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    "1.5",
+    "n/a",
+    "",
+    {"$numberDouble": "1"},
+    [1.0],
+    b"\x01",
+    T0,
+    ObjectId(),
+    Decimal128("2.5"),
+    Decimal128("NaN"),
+    Decimal128("-Infinity"),
+    Decimal128("1E+6000"),
+    Decimal128("-0.1"),
+    np.float64(2.25),
 ]
 
 
@@ -34,8 +60,9 @@ def _expected(value):
 def test_every_kind_of_value_is_classified_as_the_reference_does():
     # given one document per kind of value, in every position of a chunk
     values = EVERY_KIND * 3
-    docs = [{"_id": i, "coin_id": "c", "timestamp": T0 + timedelta(seconds=i), "volume": v}
-            for i, v in enumerate(values)]
+    docs = [
+        {"_id": i, "coin_id": "c", "timestamp": T0 + timedelta(seconds=i), "volume": v} for i, v in enumerate(values)
+    ]
 
     frame = documents_to_history(docs, ["volume"]).frame
 
@@ -45,10 +72,22 @@ def test_every_kind_of_value_is_classified_as_the_reference_does():
 
 def test_decimal128_converts_exactly_like_float_of_to_decimal():
     rng = random.Random(4)
-    cases = ["0", "-0", "0.1", "1E-400", "4.9406564584124654E-324", "1.7976931348623157E+308",
-             "1.7976931348623159E+308", "9.999999999999999999999999999999999E+6144", "-1E-6176", "sNaN"]
-    cases += [f"{'-' if rng.random() < 0.5 else ''}{rng.randint(0, 10**rng.randint(1, 34) - 1)}E{rng.randint(-60, 60)}"
-              for _ in range(3000)]
+    cases = [
+        "0",
+        "-0",
+        "0.1",
+        "1E-400",
+        "4.9406564584124654E-324",
+        "1.7976931348623157E+308",
+        "1.7976931348623159E+308",
+        "9.999999999999999999999999999999999E+6144",
+        "-1E-6176",
+        "sNaN",
+    ]
+    cases += [
+        f"{'-' if rng.random() < 0.5 else ''}{rng.randint(0, 10 ** rng.randint(1, 34) - 1)}E{rng.randint(-60, 60)}"
+        for _ in range(3000)
+    ]
     for text in cases:
         value = Decimal128(text)
         try:
@@ -66,9 +105,15 @@ def test_decimal128_converts_exactly_like_float_of_to_decimal():
 def test_a_cursor_read_in_small_chunks_gives_the_same_frame_as_a_list(monkeypatch):
     # given documents out of order, with unusable ones and aware timestamps among them
     rng = np.random.default_rng(1)
-    docs = [{"_id": ObjectId(), "coin_id": f"c{int(rng.integers(4))}",
-             "timestamp": T0 + timedelta(minutes=int(rng.integers(10_000))), "volume": float(rng.normal())}
-            for _ in range(500)]
+    docs = [
+        {
+            "_id": ObjectId(),
+            "coin_id": f"c{int(rng.integers(4))}",
+            "timestamp": T0 + timedelta(minutes=int(rng.integers(10_000))),
+            "volume": float(rng.normal()),
+        }
+        for _ in range(500)
+    ]
     docs[3]["coin_id"] = {"not": "hashable"}
     docs[7]["timestamp"] = "2024-11-01"
     docs[9]["timestamp"] = docs[9]["timestamp"].replace(tzinfo=timezone(timedelta(hours=2)))
@@ -84,12 +129,11 @@ def test_a_cursor_read_in_small_chunks_gives_the_same_frame_as_a_list(monkeypatc
     assert list(frame["coin_id"]) == sorted(frame["coin_id"])
     assert all(g["timestamp"].is_monotonic_increasing for _, g in frame.groupby("coin_id"))
     aware = frame[frame["_id"] == docs[9]["_id"]]
-    assert aware["timestamp"].iloc[0] == docs[9]["timestamp"].astimezone(timezone.utc).replace(tzinfo=None)
+    assert aware["timestamp"].iloc[0] == docs[9]["timestamp"].astimezone(UTC).replace(tzinfo=None)
 
 
 def test_ids_are_kept_only_from_ids_since():
-    docs = [{"_id": ObjectId(), "coin_id": "c", "timestamp": T0 - timedelta(hours=h), "volume": 1.0}
-            for h in range(48)]
+    docs = [{"_id": ObjectId(), "coin_id": "c", "timestamp": T0 - timedelta(hours=h), "volume": 1.0} for h in range(48)]
 
     frame = documents_to_history(docs, ["volume"], ids_since=T0 - timedelta(hours=24)).frame
 

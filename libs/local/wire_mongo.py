@@ -21,7 +21,7 @@ import socketserver
 import struct
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -70,7 +70,7 @@ class WireMongoServer:
         self._tcp.shutdown()
         self._tcp.server_close()
 
-    def __enter__(self) -> "WireMongoServer":
+    def __enter__(self) -> WireMongoServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -124,10 +124,19 @@ class WireMongoServer:
 
     def _cmd_hello(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, None, int]:
         reply = {
-            "helloOk": True, "ismaster": True, "isWritablePrimary": True,
-            "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000, "maxWriteBatchSize": 100_000,
-            "localTime": datetime.now(timezone.utc), "logicalSessionTimeoutMinutes": 30,
-            "connectionId": connection_id, "minWireVersion": 0, "maxWireVersion": 21, "readOnly": False, "ok": 1.0,
+            "helloOk": True,
+            "ismaster": True,
+            "isWritablePrimary": True,
+            "maxBsonObjectSize": 16 * 1024 * 1024,
+            "maxMessageSizeBytes": 48_000_000,
+            "maxWriteBatchSize": 100_000,
+            "localTime": datetime.now(UTC),
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": connection_id,
+            "minWireVersion": 0,
+            "maxWireVersion": 21,
+            "readOnly": False,
+            "ok": 1.0,
         }
         return reply, None, 0
 

@@ -311,7 +311,7 @@ def test_coin_ids_limit_counts_distinct_coins(settings, now):
 def test_coin_ids_that_look_like_operators_are_plain_strings(settings, now):
     # given string ids that happen to start with a dollar sign
     # when parsed
-    request = parse({"coin_ids": ["$ne", "{\"$gt\": \"\"}"]}, settings, now)
+    request = parse({"coin_ids": ["$ne", '{"$gt": ""}']}, settings, now)
 
     # then they are kept as literal strings (the store matches them by equality)
     assert request.coin_ids == ("$ne", '{"$gt": ""}')
@@ -344,7 +344,9 @@ def test_periods_are_sorted_and_unique(settings, now):
 # --------------------------------------------------------------------------- numbers and strings
 
 
-@pytest.mark.parametrize(("text", "expected"), [("2", 2.0), ("1.5", 1.5), ("0.001", 0.001), ("1e-9", 1e-9), ("100", 100.0)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("2", 2.0), ("1.5", 1.5), ("0.001", 0.001), ("1e-9", 1e-9), ("100", 100.0)]
+)
 def test_deviation_limit_accepts_any_finite_positive_json_number(text, expected, settings, now):
     # given a JSON number above 0 (integer or float)
     # when parsed

@@ -58,23 +58,34 @@ def test_range_mode_query_starts_the_longest_period_before_since(settings):
 
     assert query["timestamp"] == {"$gt": since - timedelta(days=30), "$lte": AS_OF}
     assert query["coin_id"] == {"$gt": ""}  # every non-empty string id, so the index still serves it
-    assert set(projection) == {"_id", "coin_id", "timestamp", "latest_price", "market_cap_score",
-                               "liquidity_risk_score", "volatility_risk_score", "volume", "market_cap",
-                               "volatility_index"}
+    assert set(projection) == {
+        "_id",
+        "coin_id",
+        "timestamp",
+        "latest_price",
+        "market_cap_score",
+        "liquidity_risk_score",
+        "volatility_risk_score",
+        "volume",
+        "market_cap",
+        "volatility_index",
+    }
 
 
 def test_load_history_reads_exactly_the_window_and_counts_nothing_it_did_not_get(store, settings):
     # given documents just inside and just outside the query's time range, and junk ones
     request = _request(settings, periods=[3], signals=["volume"])
     start = AS_OF - timedelta(hours=24) - timedelta(days=3)
-    store.insert_many([
-        {"coin_id": "a", "timestamp": start, "volume": 1.0},                          # excluded: bound is open
-        {"coin_id": "a", "timestamp": start + timedelta(milliseconds=1), "volume": 2.0},
-        {"coin_id": "a", "timestamp": AS_OF, "volume": 3.0, "other": "x"},            # included: bound closed
-        {"coin_id": "a", "timestamp": AS_OF + timedelta(milliseconds=1), "volume": 4.0},
-        {"coin_id": "", "timestamp": AS_OF, "volume": 5.0},                           # unusable id
-        {"coin_id": "b", "timestamp": "2024-11-01", "volume": 6.0},                   # string timestamp
-    ])
+    store.insert_many(
+        [
+            {"coin_id": "a", "timestamp": start, "volume": 1.0},  # excluded: bound is open
+            {"coin_id": "a", "timestamp": start + timedelta(milliseconds=1), "volume": 2.0},
+            {"coin_id": "a", "timestamp": AS_OF, "volume": 3.0, "other": "x"},  # included: bound closed
+            {"coin_id": "a", "timestamp": AS_OF + timedelta(milliseconds=1), "volume": 4.0},
+            {"coin_id": "", "timestamp": AS_OF, "volume": 5.0},  # unusable id
+            {"coin_id": "b", "timestamp": "2024-11-01", "volume": 6.0},  # string timestamp
+        ]
+    )
 
     history = load_history(request, settings)
 
@@ -86,9 +97,11 @@ def test_load_history_reads_exactly_the_window_and_counts_nothing_it_did_not_get
 def test_documents_a_reader_returns_without_usable_id_or_time_are_skipped_and_counted(settings):
     class Reader:
         def find(self, query, projection):
-            return [{"_id": 1, "coin_id": "a", "timestamp": AS_OF, "volume": 1.0},
-                    {"_id": 2, "coin_id": None, "timestamp": AS_OF},
-                    {"_id": 3, "coin_id": "a", "timestamp": "yesterday"}]
+            return [
+                {"_id": 1, "coin_id": "a", "timestamp": AS_OF, "volume": 1.0},
+                {"_id": 2, "coin_id": None, "timestamp": AS_OF},
+                {"_id": 3, "coin_id": "a", "timestamp": "yesterday"},
+            ]
 
     history = load_history(_request(settings), settings, Reader())
 
@@ -110,8 +123,9 @@ def test_ensure_indexes_creates_the_coin_time_index(store):
 
 def _judged_frame(settings, store):
     stamps = [AS_OF - timedelta(hours=h) for h in range(6)]
-    store.insert_many([{"coin_id": "a", "timestamp": t, "volume": float(i), "latest_price": 10.0}
-                       for i, t in enumerate(stamps)])
+    store.insert_many(
+        [{"coin_id": "a", "timestamp": t, "volume": float(i), "latest_price": 10.0} for i, t in enumerate(stamps)]
+    )
     request = _request(settings, signals=["volume", "latest_price"], periods=[3])
     frame = load_history(request, settings).frame
     judged = select_latest(frame, AS_OF, 24)
@@ -133,8 +147,16 @@ def test_build_updates_sets_every_flag_of_a_document_in_one_update_by_id(store, 
     volume = doc["anomalies.volume.3d"]
     window = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     q1, q3 = np.percentile(window, [25, 75])
-    assert volume == {"is_anomaly": False, "value": 0.0, "q1": q1, "q3": q3, "lower": q1 - 1.5 * (q3 - q1),
-                      "upper": q3 + 1.5 * (q3 - q1), "n": 6, "k": 1.5}
+    assert volume == {
+        "is_anomaly": False,
+        "value": 0.0,
+        "q1": q1,
+        "q3": q3,
+        "lower": q1 - 1.5 * (q3 - q1),
+        "upper": q3 + 1.5 * (q3 - q1),
+        "n": 6,
+        "k": 1.5,
+    }
     assert all(type(v) in (float, int, bool) for v in volume.values())  # plain Python types for BSON
 
 
@@ -147,8 +169,16 @@ def test_an_insufficient_window_is_written_with_null_fences(store, settings):
 
     entry = build_updates(frame, np.flatnonzero(judged), results, AS_OF)[0]._doc["$set"]["anomalies.volume.3d"]
 
-    assert entry == {"is_anomaly": None, "value": 1.0, "q1": None, "q3": None, "lower": None, "upper": None,
-                     "n": 3, "k": 1.5}
+    assert entry == {
+        "is_anomaly": None,
+        "value": 1.0,
+        "q1": None,
+        "q3": None,
+        "lower": None,
+        "upper": None,
+        "n": 3,
+        "k": 1.5,
+    }
 
 
 class _SpyCollection:
@@ -167,8 +197,9 @@ class _SpyCollection:
         return Result()
 
 
-@pytest.mark.parametrize("n, expected", [(0, []), (1, [1]), (1000, [1000]), (1001, [1000, 1]),
-                                          (2999, [1000, 1000, 999])])
+@pytest.mark.parametrize(
+    "n, expected", [(0, []), (1, [1]), (1000, [1000]), (1001, [1000, 1]), (2999, [1000, 1000, 999])]
+)
 def test_writes_go_out_in_unordered_batches_of_at_most_a_thousand(n, expected):
     spy = _SpyCollection()
     updates = [UpdateOne({"_id": i}, {"$set": {"x": 1}}) for i in range(n)]
@@ -178,8 +209,9 @@ def test_writes_go_out_in_unordered_batches_of_at_most_a_thousand(n, expected):
 
 
 def test_a_partly_failed_bulk_write_raises_store_unavailable_with_the_reason():
-    error = BulkWriteError({"writeErrors": [{"index": 3, "code": 121, "errmsg": "Document failed validation"}],
-                            "nMatched": 999})
+    error = BulkWriteError(
+        {"writeErrors": [{"index": 3, "code": 121, "errmsg": "Document failed validation"}], "nMatched": 999}
+    )
     spy = _SpyCollection(fail_on_call=2, error=error)
 
     with pytest.raises(StoreUnavailable, match="1 of 500 updates in batch 2 rejected.*failed validation"):
@@ -195,12 +227,14 @@ def test_a_driver_error_while_writing_raises_store_unavailable():
 def test_an_unreachable_database_fails_within_the_selection_timeout_without_leaking_the_uri():
     # given a client pointed at a closed loopback port, with a secret in the URI
     port = closed_port()
-    settings = load_settings({
-        "MONGODB_URI": f"mongodb://svc-user:S3cret-Pa55@127.0.0.1:{port}/?directConnection=true",
-        "MONGODB_RSKYCLUSTER_DATABASE": "risk",
-        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
-        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
-    })
+    settings = load_settings(
+        {
+            "MONGODB_URI": f"mongodb://svc-user:S3cret-Pa55@127.0.0.1:{port}/?directConnection=true",
+            "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+            "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
+        }
+    )
     mongodb_helper.reset_client()
     try:
         request = _request(settings)
@@ -218,10 +252,14 @@ def test_an_unreachable_database_fails_within_the_selection_timeout_without_leak
 
 
 def test_the_client_is_created_once_per_container():
-    settings = load_settings({"MONGODB_URI": f"mongodb://127.0.0.1:{closed_port()}/",
-                              "MONGODB_RSKYCLUSTER_DATABASE": "risk",
-                              "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
-                              "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "1234"})
+    settings = load_settings(
+        {
+            "MONGODB_URI": f"mongodb://127.0.0.1:{closed_port()}/",
+            "MONGODB_RSKYCLUSTER_DATABASE": "risk",
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": "scores",
+            "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "1234",
+        }
+    )
     mongodb_helper.reset_client()
     try:
         client = get_client(settings)
@@ -240,16 +278,19 @@ def test_on_a_real_server_the_history_query_is_served_by_the_index():
     collection = client["crypto_risk_anomaly_test"]["scores"]
     collection.drop()
     try:
-        collection.insert_many([{"coin_id": f"c{i % 7}", "timestamp": AS_OF - timedelta(hours=i), "volume": float(i)}
-                                for i in range(500)])
+        collection.insert_many(
+            [{"coin_id": f"c{i % 7}", "timestamp": AS_OF - timedelta(hours=i), "volume": float(i)} for i in range(500)]
+        )
         ensure_indexes(collection)
         settings = load_settings({"MONGODB_URI": "mongomock://"})
         for body in ({}, {"coin_ids": ["c1", "c2"]}):
             query, projection = history_query(_request(settings, **body), 24)
             plan = collection.find(query, projection).explain()["queryPlanner"]["winningPlan"]
             assert "IXSCAN" in str(plan) and "COLLSCAN" not in str(plan)
-        updates = [UpdateOne({"_id": d["_id"]}, {"$set": {"anomalies.evaluated_at": AS_OF}})
-                   for d in collection.find({}, {"_id": 1})]
+        updates = [
+            UpdateOne({"_id": d["_id"]}, {"$set": {"anomalies.evaluated_at": AS_OF}})
+            for d in collection.find({}, {"_id": 1})
+        ]
         assert write_updates(collection, updates) == 500
     finally:
         collection.drop()
@@ -273,23 +314,42 @@ class _CountingCollection:
         return self._collection.bulk_write(requests, ordered=ordered)
 
 
-@pytest.mark.parametrize("body, judged", [
-    ({"as_of": AS_OF.isoformat()}, 5),                                          # latest: one per coin
-    ({"as_of": AS_OF.isoformat(), "since": (AS_OF - timedelta(hours=49)).isoformat()}, 5 * (49 * 5 + 1)),
-])
+@pytest.mark.parametrize(
+    "body, judged",
+    [
+        ({"as_of": AS_OF.isoformat()}, 5),  # latest: one per coin
+        ({"as_of": AS_OF.isoformat(), "since": (AS_OF - timedelta(hours=49)).isoformat()}, 5 * (49 * 5 + 1)),
+    ],
+)
 def test_a_message_makes_one_read_query_and_one_bulk_write_per_thousand_flags(store, settings, body, judged):
     # given five coins observed every 12 minutes for three days
     from libs.processor import process_message
 
-    store.insert_many([{"coin_id": f"c{c}", "timestamp": AS_OF - timedelta(minutes=12 * i), "volume": float(i % 17),
-                        "latest_price": 1.0 + i % 5} for c in range(5) for i in range(3 * 24 * 5)])
+    store.insert_many(
+        [
+            {
+                "coin_id": f"c{c}",
+                "timestamp": AS_OF - timedelta(minutes=12 * i),
+                "volume": float(i % 17),
+                "latest_price": 1.0 + i % 5,
+            }
+            for c in range(5)
+            for i in range(3 * 24 * 5)
+        ]
+    )
     spy = _CountingCollection(store)
 
     # when one message is processed
     import json
 
-    summary = process_message(json.dumps({**body, "signals": ["volume"], "periods": [1]}), "m", settings,
-                              now=AS_OF, reader=mongodb_helper.DriverReader(spy), collection=spy)
+    summary = process_message(
+        json.dumps({**body, "signals": ["volume"], "periods": [1]}),
+        "m",
+        settings,
+        now=AS_OF,
+        reader=mongodb_helper.DriverReader(spy),
+        collection=spy,
+    )
 
     # then it read once and wrote ⌈judged / 1000⌉ batches holding every judged document
     assert summary.observations_judged == judged

@@ -66,10 +66,11 @@ class DataApiServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "DataApiServer":
+    def start(self) -> DataApiServer:
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="data-api-server",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="data-api-server", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -113,8 +114,13 @@ def _handler_for(server: DataApiServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _answer(self, status: int, payload: str, content_type: str = "application/json",
-                    headers: dict[str, str] | None = None) -> None:
+        def _answer(
+            self,
+            status: int,
+            payload: str,
+            content_type: str = "application/json",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             data = payload.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -135,7 +141,7 @@ def _handler_for(server: DataApiServer) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8")
             try:
                 body = json_util.loads(raw, json_options=DECODE_OPTIONS)
-            except Exception:  # noqa: BLE001 - any undecodable body is the client's error
+            except Exception:
                 body = None
             server.requests.append(RecordedRequest("POST", self.path, dict(self.headers), raw, body))
             delay = server._next(server.delays_s)
@@ -156,8 +162,9 @@ def _handler_for(server: DataApiServer) -> type[BaseHTTPRequestHandler]:
                 self._error(404, f"no action at {self.path}", "NotFound")
                 return
             if not isinstance(body, dict) or not all(body.get(k) for k in ("dataSource", "database", "collection")):
-                self._error(400, "invalid request: dataSource, database and collection are required",
-                            "InvalidParameter")
+                self._error(
+                    400, "invalid request: dataSource, database and collection are required", "InvalidParameter"
+                )
                 return
             try:
                 documents = server._find(body)

@@ -9,7 +9,7 @@ escapes and no rejection message is long enough to flood a log line.
 Valid bodies are drawn together with what they mean (an independent oracle
 written from the SPEC), so an accepted request is checked field by field and a
 near miss is checked for the exact key it must be rejected for. The hand-written
-table of bad bodies lives in ``tests/test_request.py``; this module adds only
+table of bad bodies lives in ``tests/unit/test_request.py``; this module adds only
 the rows it lacks (the 256 KB body, injection as a whole value, naive against
 offset dates, lone surrogates).
 """
@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, time, timedelta, timezone
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import handler
 from libs.errors import InvalidRequest
@@ -32,11 +35,11 @@ from libs.helpers import constants_helper
 from libs.helpers.constants_helper import load_settings
 from libs.helpers.embedded_store import reset_embedded_store
 from libs.helpers.mongodb_helper import get_collection
+from libs.local.lambda_context import LocalContext
 from libs.observability import logger
 from libs.processor import utc_now
 from libs.request import RiskRequest, parse_request
 from libs.synthetic import synthetic_documents
-from tests.fakes.lambda_context import FakeLambdaContext
 from tests.fakes.sqs import failed_ids, sqs_event
 
 MESSAGE_ID = "5d1c0b6e-0d8a-4f5e-9b1a-7a0c2f3e4d5c"
@@ -45,8 +48,13 @@ SETTINGS = load_settings({"MONGODB_URI": "mongomock://"})
 
 #: Written out, not imported, so the oracle is independent of the code under test.
 SIGNALS = (
-    "latest_price", "market_cap_score", "liquidity_risk_score", "volatility_risk_score",
-    "volume", "market_cap", "volatility_index",
+    "latest_price",
+    "market_cap_score",
+    "liquidity_risk_score",
+    "volatility_risk_score",
+    "volume",
+    "market_cap",
+    "volatility_index",
 )
 KEYS = ("coin_ids", "signals", "periods", "as_of", "since", "deviation_limit", "request_id")
 MAX_RANGE = timedelta(days=31)
@@ -61,7 +69,9 @@ def outcome(body: str | bytes) -> RiskRequest | InvalidRequest:
     try:
         return parse_request(body, message_id=MESSAGE_ID, settings=SETTINGS, now=NOW)
     except InvalidRequest as rejection:
-        assert len(str(rejection)) <= MAX_REASON_CHARS, f"a {len(str(rejection))}-char rejection: {str(rejection)[:200]}…"
+        assert len(str(rejection)) <= MAX_REASON_CHARS, (
+            f"a {len(str(rejection))}-char rejection: {str(rejection)[:200]}…"
+        )
         return rejection
 
 
@@ -85,6 +95,7 @@ def decoded_or_none(body: str | bytes) -> Any:
 
 
 # --------------------------------------------------------------------------- arbitrary JSON
+
 
 def _json_values(floats: st.SearchStrategy[float]) -> st.SearchStrategy[Any]:
     scalars = st.none() | st.booleans() | st.integers() | floats | st.text(max_size=30)
@@ -113,7 +124,9 @@ def test_any_json_value_is_a_request_or_a_rejection_naming_a_key_it_has(value):
 
     # then it is a request, or a rejection that names "body" or a key of the body
     if isinstance(answer, InvalidRequest):
-        assert names_a_key_of(answer, value), f"rejection names {answer.key!r}, not in {list(value)[:8] if isinstance(value, dict) else type(value).__name__}"
+        assert names_a_key_of(answer, value), (
+            f"rejection names {answer.key!r}, not in {list(value)[:8] if isinstance(value, dict) else type(value).__name__}"
+        )
     else:
         assert isinstance(value, dict) and set(value) <= set(KEYS)
 
@@ -172,7 +185,7 @@ def _render(instant: datetime, form: str, offset_minutes: int, end_of_day: bool)
         return instant.isoformat(), instant
     if form == "Z":
         return instant.isoformat() + "Z", instant
-    local = instant.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(minutes=offset_minutes)))
+    local = instant.replace(tzinfo=UTC).astimezone(timezone(timedelta(minutes=offset_minutes)))
     separator = "T" if form == "offset" else " "
     return local.isoformat(sep=separator), instant
 
@@ -199,8 +212,13 @@ def valid_cases(draw) -> Case:
     """
     body: dict[str, Any] = {}
     expected: dict[str, Any] = {
-        "coin_ids": None, "signals": SIGNALS, "periods_days": (3, 7, 30), "as_of": NOW, "since": None,
-        "deviation_limit": 1.5, "request_id": MESSAGE_ID,
+        "coin_ids": None,
+        "signals": SIGNALS,
+        "periods_days": (3, 7, 30),
+        "as_of": NOW,
+        "since": None,
+        "deviation_limit": 1.5,
+        "request_id": MESSAGE_ID,
     }
     present = draw(key_sets)
     if "coin_ids" in present:
@@ -293,24 +311,41 @@ BAD_ENTRIES = {
 
 #: Single values on either side of a bound: (key, JSON literal, accepted?).
 BOUNDARIES = [
-    ("periods", "[1]", True), ("periods", "[0]", False), ("periods", "[365]", True), ("periods", "[366]", False),
-    ("periods", "[1e0]", False), ("periods", "[-0]", False),
-    ("deviation_limit", "5e-324", True), ("deviation_limit", "0", False), ("deviation_limit", "-0.0", False),
-    ("deviation_limit", "-5e-324", False), ("deviation_limit", "1.7976931348623157e308", True),
-    ("deviation_limit", "1e309", False), ("deviation_limit", "1" + "0" * 400, False),
-    ("deviation_limit", "-1" + "0" * 300, False), ("deviation_limit", "1e-400", False),
-    ("request_id", json.dumps("r" * 128), True), ("request_id", json.dumps("r" * 129), False),
+    ("periods", "[1]", True),
+    ("periods", "[0]", False),
+    ("periods", "[365]", True),
+    ("periods", "[366]", False),
+    ("periods", "[1e0]", False),
+    ("periods", "[-0]", False),
+    ("deviation_limit", "5e-324", True),
+    ("deviation_limit", "0", False),
+    ("deviation_limit", "-0.0", False),
+    ("deviation_limit", "-5e-324", False),
+    ("deviation_limit", "1.7976931348623157e308", True),
+    ("deviation_limit", "1e309", False),
+    ("deviation_limit", "1" + "0" * 400, False),
+    ("deviation_limit", "-1" + "0" * 300, False),
+    ("deviation_limit", "1e-400", False),
+    ("request_id", json.dumps("r" * 128), True),
+    ("request_id", json.dumps("r" * 129), False),
     ("request_id", '""', True),
-    ("coin_ids", json.dumps(["c" * 256]), True), ("coin_ids", json.dumps(["c" * 257]), False),
-    ("coin_ids", json.dumps([""]), False), ("coin_ids", "[]", False),
+    ("coin_ids", json.dumps(["c" * 256]), True),
+    ("coin_ids", json.dumps(["c" * 257]), False),
+    ("coin_ids", json.dumps([""]), False),
+    ("coin_ids", "[]", False),
     ("coin_ids", json.dumps([f"c{i}" for i in range(5000)]), True),
     ("coin_ids", json.dumps([f"c{i}" for i in range(5001)]), False),
     ("coin_ids", json.dumps([f"c{i}" for i in range(5000)] + ["c0"]), True),
-    ("signals", "[]", False), ("periods", "[]", False),
-    ("as_of", '"1970-01-01T00:00:00Z"', True), ("as_of", '"1969-12-31T23:59:59.999999Z"', False),
-    ("as_of", '"1970-01-01"', True), ("as_of", '"1969-12-31"', False),
-    ("as_of", '"1970-01-01T00:59:59+01:00"', False), ("as_of", '"9999-12-31T23:59:59.999999"', True),
-    ("as_of", '"2024-11-01T00:00:00+23:59"', True), ("as_of", '"2024-11-01T00:00:00+24:00"', False),
+    ("signals", "[]", False),
+    ("periods", "[]", False),
+    ("as_of", '"1970-01-01T00:00:00Z"', True),
+    ("as_of", '"1969-12-31T23:59:59.999999Z"', False),
+    ("as_of", '"1970-01-01"', True),
+    ("as_of", '"1969-12-31"', False),
+    ("as_of", '"1970-01-01T00:59:59+01:00"', False),
+    ("as_of", '"9999-12-31T23:59:59.999999"', True),
+    ("as_of", '"2024-11-01T00:00:00+23:59"', True),
+    ("as_of", '"2024-11-01T00:00:00+24:00"', False),
     ("as_of", '"2024-11-01T00:00:00-24:00"', False),
 ]
 
@@ -406,10 +441,17 @@ def test_a_near_miss_is_rejected_naming_exactly_the_key_at_fault(case):
 
 
 @hypothesis_settings(max_examples=300, **COMMON)
-@given(as_of=instants, since_back=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40)),
-       as_of_offset=offsets, since_offset=offsets, as_of_form=forms, since_form=forms)
-def test_naive_and_offset_dates_are_compared_as_utc_instants(as_of, since_back, as_of_offset, since_offset,
-                                                              as_of_form, since_form):
+@given(
+    as_of=instants,
+    since_back=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40)),
+    as_of_offset=offsets,
+    since_offset=offsets,
+    as_of_form=forms,
+    since_form=forms,
+)
+def test_naive_and_offset_dates_are_compared_as_utc_instants(
+    as_of, since_back, as_of_offset, since_offset, as_of_form, since_form
+):
     # given as_of and since written in any mix of naive (UTC), Z, ±HH:MM offset and date forms
     as_of_text, as_of_meant = _render(as_of, as_of_form, as_of_offset, end_of_day=True)
     since_text, since_meant = _render(as_of - since_back, since_form, since_offset, end_of_day=False)
@@ -443,9 +485,21 @@ EXTRA_BAD_BODIES = [
     ("coin_ids a $regex operator", json.dumps({"coin_ids": {"$regex": ".*"}}), "coin_ids"),
     ("coin_ids a $where operator", json.dumps({"coin_ids": {"$where": "sleep(100)"}}), "coin_ids"),
     ("signals a $exists operator", json.dumps({"signals": {"$exists": True}}), "signals"),
-    ("naive since after an offset as_of", json.dumps({"as_of": "2024-10-01T10:00:00+02:00", "since": "2024-10-01T09:00:00"}), "since"),
-    ("Z since after a naive as_of", json.dumps({"as_of": "2024-10-01T08:00:00", "since": "2024-10-01T08:00:00.001Z"}), "since"),
-    ("offset stretches the range past 31 days", json.dumps({"as_of": "2024-11-01T00:00:00-01:00", "since": "2024-10-01T00:00:00Z"}), "since"),
+    (
+        "naive since after an offset as_of",
+        json.dumps({"as_of": "2024-10-01T10:00:00+02:00", "since": "2024-10-01T09:00:00"}),
+        "since",
+    ),
+    (
+        "Z since after a naive as_of",
+        json.dumps({"as_of": "2024-10-01T08:00:00", "since": "2024-10-01T08:00:00.001Z"}),
+        "since",
+    ),
+    (
+        "offset stretches the range past 31 days",
+        json.dumps({"as_of": "2024-11-01T00:00:00-01:00", "since": "2024-10-01T00:00:00Z"}),
+        "since",
+    ),
     ("as_of a date with Z", json.dumps({"as_of": "2024-10-01Z"}), "as_of"),
     ("as_of offset of 24 hours", json.dumps({"as_of": "2024-10-01T00:00:00+24:00"}), "as_of"),
     ("as_of date only with offset", json.dumps({"as_of": "2024-10-01+02:00"}), "as_of"),
@@ -457,7 +511,9 @@ EXTRA_BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("body", "key"), [row[1:] for row in EXTRA_BAD_BODIES], ids=[row[0] for row in EXTRA_BAD_BODIES])
+@pytest.mark.parametrize(
+    ("body", "key"), [row[1:] for row in EXTRA_BAD_BODIES], ids=[row[0] for row in EXTRA_BAD_BODIES]
+)
 def test_more_bad_bodies_are_rejected_naming_the_key_in_a_short_reason(body, key):
     # given a bad body the table in test_request.py does not have (up to SQS's 256 KB limit)
     # when validated
@@ -539,7 +595,8 @@ handler_bodies = st.one_of(
 
 
 @hypothesis_settings(
-    max_examples=150, deadline=None,
+    max_examples=150,
+    deadline=None,
     # the store fixture is module-scoped on purpose: every example restores what it changed
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
@@ -550,7 +607,7 @@ def test_through_the_handler_a_rejected_message_writes_nothing_and_is_logged_nam
 
     # when the handler runs it
     with utf8_log() as (raw, lost):
-        response = handler.handler(sqs_event(body), FakeLambdaContext())
+        response = handler.handler(sqs_event(body), LocalContext())
     lines = [json.loads(line) for line in raw.getvalue().decode("utf-8").split("\n") if line.startswith("{")]
 
     # then every log line could be written as UTF-8, and a rejected message changed nothing in the store
@@ -569,7 +626,7 @@ def test_through_the_handler_a_rejected_message_writes_nothing_and_is_logged_nam
 def test_the_handler_property_is_not_vacuous(scores):
     # given the same store: a valid message does write (so "nothing written" above means something)
     before = _snapshot(scores)
-    assert handler.handler(sqs_event({}), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(sqs_event({}), LocalContext()) == {"batchItemFailures": []}
     assert _snapshot(scores) != before
     assert scores.count_documents({"anomalies": {"$exists": True}}) == 3
     scores.delete_many({})

@@ -39,8 +39,14 @@ def test_the_summary_counts_what_the_message_did(store, settings):
     assert summary.request_id == "m-1" and summary.mode == "latest"
     assert summary.coins_judged == 2 and summary.stale_coins == ["gone"]
     assert summary.observations_judged == 2 and summary.documents_written == 2
-    expected_read = sum(1 for d in documents if d["coin_id"] in ("coin-0000", "coin-0001")
-                        and END - timedelta(days=31) < d["timestamp"] <= END) + 2
+    expected_read = (
+        sum(
+            1
+            for d in documents
+            if d["coin_id"] in ("coin-0000", "coin-0001") and END - timedelta(days=31) < d["timestamp"] <= END
+        )
+        + 2
+    )
     assert summary.documents_read == expected_read and summary.documents_skipped == 2
     flags = Counter()
     for doc in store.find({"anomalies": {"$exists": True}}):

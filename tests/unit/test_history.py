@@ -8,7 +8,7 @@ and the expected frame order comes from Python's stable ``sorted``.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,13 @@ from bson.objectid import ObjectId
 from libs.models.history import History, as_number, documents_to_history
 
 SIGNALS = (
-    "latest_price", "market_cap_score", "liquidity_risk_score", "volatility_risk_score",
-    "volume", "market_cap", "volatility_index",
+    "latest_price",
+    "market_cap_score",
+    "liquidity_risk_score",
+    "volatility_risk_score",
+    "volume",
+    "market_cap",
+    "volatility_index",
 )
 T0 = datetime(2024, 5, 1, 12, 0, 0)
 ABSENT = object()  # marks a field left out of the document
@@ -128,7 +133,8 @@ def test_random_documents_with_every_kind_of_value_become_the_expected_frame():
     assert frame["timestamp"].tolist() == [pd.Timestamp(row["timestamp"]) for row in expected_rows]
     for signal in SIGNALS:
         np.testing.assert_array_equal(
-            frame[signal].to_numpy(), np.array([row[signal] for row in expected_rows], dtype=np.float64),
+            frame[signal].to_numpy(),
+            np.array([row[signal] for row in expected_rows], dtype=np.float64),
             err_msg=signal,
         )
     assert frame[list(SIGNALS)].isna().to_numpy().any() and frame[list(SIGNALS)].notna().to_numpy().any()
@@ -155,8 +161,11 @@ UNUSABLE = [
 @pytest.mark.parametrize("label, fields", UNUSABLE, ids=[case[0] for case in UNUSABLE])
 def test_a_document_without_usable_coin_id_or_timestamp_is_skipped(label, fields):
     # Given one unusable document between two usable ones
-    docs = [document("btc", T0, latest_price=1.0), document(**fields, latest_price=2.0),
-            document("eth", T0, latest_price=3.0)]
+    docs = [
+        document("btc", T0, latest_price=1.0),
+        document(**fields, latest_price=2.0),
+        document("eth", T0, latest_price=3.0),
+    ]
 
     # When converted
     history = documents_to_history(docs, ["latest_price"])
@@ -198,10 +207,10 @@ def test_tz_aware_timestamps_become_naive_utc_and_sort_by_utc_time():
     plus_two = timezone(timedelta(hours=2))
     minus_five = timezone(timedelta(hours=-5))
     docs = [
-        document("btc", datetime(2024, 5, 1, 12, 0, tzinfo=plus_two), volume=1.0),    # 10:00 UTC
-        document("btc", datetime(2024, 5, 1, 11, 0), volume=2.0),                    # 11:00 UTC
+        document("btc", datetime(2024, 5, 1, 12, 0, tzinfo=plus_two), volume=1.0),  # 10:00 UTC
+        document("btc", datetime(2024, 5, 1, 11, 0), volume=2.0),  # 11:00 UTC
         document("btc", datetime(2024, 5, 1, 4, 30, tzinfo=minus_five), volume=3.0),  # 09:30 UTC
-        document("btc", datetime(2024, 5, 1, 11, 0, tzinfo=timezone.utc), volume=4.0),  # ties with the naive one
+        document("btc", datetime(2024, 5, 1, 11, 0, tzinfo=UTC), volume=4.0),  # ties with the naive one
     ]
 
     # When converted
@@ -210,8 +219,10 @@ def test_tz_aware_timestamps_become_naive_utc_and_sort_by_utc_time():
     # Then the timestamps are naive UTC, ordered by instant, the tie kept in read order
     assert frame["timestamp"].dt.tz is None
     assert frame["timestamp"].tolist() == [
-        pd.Timestamp("2024-05-01 09:30"), pd.Timestamp("2024-05-01 10:00"),
-        pd.Timestamp("2024-05-01 11:00"), pd.Timestamp("2024-05-01 11:00"),
+        pd.Timestamp("2024-05-01 09:30"),
+        pd.Timestamp("2024-05-01 10:00"),
+        pd.Timestamp("2024-05-01 11:00"),
+        pd.Timestamp("2024-05-01 11:00"),
     ]
     assert frame["volume"].tolist() == [3.0, 1.0, 2.0, 4.0]
 

@@ -57,11 +57,15 @@ def test_params_and_stage_passed_in_win_over_the_defaults():
 
 def test_cloudformation_short_tags_elsewhere_in_the_file_are_loaded_as_inert_values(tmp_path):
     # given a file full of short tags outside custom.queue
-    path = write_serverless(tmp_path, textwrap.dedent("""
+    path = write_serverless(
+        tmp_path,
+        textwrap.dedent("""
         service: svc
         provider:
           stage: ${opt:stage, 'dev'}
-        """) + QUEUE_BLOCK + textwrap.dedent("""
+        """)
+        + QUEUE_BLOCK
+        + textwrap.dedent("""
         functions:
           f:
             events:
@@ -78,7 +82,8 @@ def test_cloudformation_short_tags_elsewhere_in_the_file_are_loaded_as_inert_val
                 Policy: !GetAtt
                   - Q
                   - Arn
-        """))
+        """),
+    )
 
     # when it is read
     document = read_serverless(path)
@@ -94,7 +99,9 @@ def test_cloudformation_short_tags_elsewhere_in_the_file_are_loaded_as_inert_val
 
 def test_self_references_stage_params_and_nested_defaults_resolve(tmp_path):
     # given values that refer to other values, a params block per stage, and a nested default
-    path = write_serverless(tmp_path, """
+    path = write_serverless(
+        tmp_path,
+        """
         service: svc
         params:
           default:
@@ -116,7 +123,8 @@ def test_self_references_stage_params_and_nested_defaults_resolve(tmp_path):
             maximumBatchingWindowSeconds: ${param:MAXIMUM_BATCHING_WINDOW, 0}
             requestQueueName: "${self:service}-${sls:stage}-requests"
             deadLetterQueueName: ${param:DLQ_NAME, 'svc-dead-letters'}
-        """)
+        """,
+    )
 
     # when read with no stage, then with the staging stage
     default = load_queue_settings(path)
@@ -132,8 +140,10 @@ def test_self_references_stage_params_and_nested_defaults_resolve(tmp_path):
 
 
 def test_a_variable_that_cannot_be_resolved_locally_names_the_key(tmp_path):
-    path = write_serverless(tmp_path, "service: svc\n" + QUEUE_BLOCK.replace(
-        "${param:MAX_RECEIVE_COUNT, 5}", "${ssm:/queue/max-receive-count}"))
+    path = write_serverless(
+        tmp_path,
+        "service: svc\n" + QUEUE_BLOCK.replace("${param:MAX_RECEIVE_COUNT, 5}", "${ssm:/queue/max-receive-count}"),
+    )
 
     with pytest.raises(ConfigError) as error:
         load_queue_settings(path)
@@ -142,19 +152,23 @@ def test_a_variable_that_cannot_be_resolved_locally_names_the_key(tmp_path):
 
 
 def test_an_unresolvable_source_with_a_default_takes_the_default(tmp_path):
-    path = write_serverless(tmp_path, "service: svc\n" + QUEUE_BLOCK.replace(
-        "${param:MAX_RECEIVE_COUNT, 5}", "${env:MAX_RECEIVE, 4}"))
+    path = write_serverless(
+        tmp_path, "service: svc\n" + QUEUE_BLOCK.replace("${param:MAX_RECEIVE_COUNT, 5}", "${env:MAX_RECEIVE, 4}")
+    )
 
     assert load_queue_settings(path).max_receive_count == 4
 
 
-@pytest.mark.parametrize("old, new, key", [
-    ("${param:MAX_RECEIVE_COUNT, 5}", "0", "maxReceiveCount"),
-    ("${param:TIMEOUT, 120}", "'two minutes'", "functionTimeoutSeconds"),
-    ("${param:BATCH_SIZE, 10}", "20", "batchSize"),
-    ("visibilityTimeoutFactor: 6", "visibilityTimeoutFactor: 600", "visibilityTimeoutFactor"),
-    ("${self:service}-${sls:stage}-requests", "has spaces in it", "requestQueueName"),
-])
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("${param:MAX_RECEIVE_COUNT, 5}", "0", "maxReceiveCount"),
+        ("${param:TIMEOUT, 120}", "'two minutes'", "functionTimeoutSeconds"),
+        ("${param:BATCH_SIZE, 10}", "20", "batchSize"),
+        ("visibilityTimeoutFactor: 6", "visibilityTimeoutFactor: 600", "visibilityTimeoutFactor"),
+        ("${self:service}-${sls:stage}-requests", "has spaces in it", "requestQueueName"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_the_key(tmp_path, old, new, key):
     path = write_serverless(tmp_path, "service: svc\n" + QUEUE_BLOCK.replace(old, new))
 
@@ -165,8 +179,10 @@ def test_a_bad_value_is_refused_naming_the_key(tmp_path, old, new, key):
 
 
 def test_variables_in_a_cycle_are_reported(tmp_path):
-    path = write_serverless(tmp_path, "service: ${self:custom.name}\ncustom:\n  name: ${self:service}\n" +
-                            QUEUE_BLOCK.replace("custom:\n", ""))
+    path = write_serverless(
+        tmp_path,
+        "service: ${self:custom.name}\ncustom:\n  name: ${self:service}\n" + QUEUE_BLOCK.replace("custom:\n", ""),
+    )
 
     with pytest.raises(ConfigError, match="cycle"):
         load_queue_settings(path)
