@@ -27,6 +27,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from libs.helpers.embedded_store import embedded_client, reset_embedded_store
+from libs.local.lambda_context import LocalContext
 from libs.local.wire_mongo import ReceivedCommand, WireMongoServer
 from libs.synthetic import synthetic_documents
 from tests.conftest import REPO
@@ -471,7 +472,7 @@ def test_anomalies_and_time_by_signal_are_metrics_with_a_signal_dimension(ops_ru
 
 def test_cold_start_is_counted_once_per_container(ops_run):
     cold = _blob(ops_run.emf(0), ["function_name", "service"])
-    assert cold["ColdStart"] == [1.0] and cold["function_name"] == "crypto-risk-anomaly-test"
+    assert cold["ColdStart"] == [1.0] and cold["function_name"] == LocalContext().function_name
     assert not [b for b in ops_run.emf(1) if "ColdStart" in b]
     assert _blob(ops_run.emf(1), ["service"])["MessagesProcessed"] == [1.0]
 
