@@ -223,13 +223,10 @@ def _parse_moment(body: dict[str, Any], key: str, date_means_end_of_day: bool) -
     if not isinstance(value, str):
         raise InvalidRequest(key, f"must be an ISO-8601 date or datetime string, got {_json_type(value)}")
     text = value.strip()
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise InvalidRequest(key, f"is not an ISO-8601 date or datetime: {_short(value)!r}") from None
+    day = _date_only(text)
+    if day is not None:
         return datetime.combine(day, time.max if date_means_end_of_day else time.min)
-    if len(text) < 11 or text[10] not in "Tt ":
+    if not _has_date_and_time_separator(text):
         raise InvalidRequest(key, f"is not an ISO-8601 date or datetime: {_short(value)!r}")
     try:
         moment = datetime.fromisoformat(text)
@@ -241,6 +238,31 @@ def _parse_moment(body: dict[str, Any], key: str, date_means_end_of_day: bool) -
         except OverflowError:
             raise InvalidRequest(key, f"is out of range: {_short(value)!r}") from None
     return moment
+
+
+#: Lengths of the date part of an ISO-8601 datetime, longest first: ``2024-11-01``/``2024-W44-5``,
+#: ``20241101``/``2024W445``/``2024-W44``, ``2024W44``.
+_DATE_PART_CHARS = (10, 8, 7)
+
+
+def _date_only(text: str) -> date | None:
+    """The date ``text`` states when it is a date alone, extended or basic format (what ``date.fromisoformat`` reads)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _has_date_and_time_separator(text: str) -> bool:
+    """Whether ``text`` is a date followed by ``T`` (or ``t``, or a space) and more.
+
+    ``datetime.fromisoformat`` takes any character between date and time
+    (``2024-11-01x12:00``); SPEC section 3 asks for ISO-8601, so only these three pass.
+    """
+    for length in _DATE_PART_CHARS:
+        if len(text) > length and text[length] in "Tt " and _date_only(text[:length]) is not None:
+            return True
+    return False
 
 
 def _deviation_limit(body: dict[str, Any], default: float) -> float:

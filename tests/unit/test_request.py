@@ -186,6 +186,14 @@ BAD_BODIES = [
     ("as_of date before 1970", {"as_of": "1969-12-31"}, "as_of"),
     ("as_of before 1970 via offset", {"as_of": "1970-01-01T00:30:00+01:00"}, "as_of"),
     ("as_of year 1 with offset", {"as_of": "0001-01-01T00:00:00+01:00"}, "as_of"),
+    ("as_of odd separator", {"as_of": "2024-11-01x12:00:00"}, "as_of"),
+    ("as_of basic with odd separator", {"as_of": "20241101x120000Z"}, "as_of"),
+    ("as_of basic date with junk", {"as_of": "20241101junk"}, "as_of"),
+    ("as_of mixed basic and extended date", {"as_of": "2024-1101"}, "as_of"),
+    ("as_of basic February 30", {"as_of": "20240230"}, "as_of"),
+    ("as_of basic hour 25", {"as_of": "20241101T250000Z"}, "as_of"),
+    ("as_of basic before 1970", {"as_of": "19691231T235959Z"}, "as_of"),
+    ("as_of basic with trailing junk", {"as_of": "20241101T120000Zjunk"}, "as_of"),
     # since
     ("since garbage", {"since": "last week"}, "since"),
     ("since number", {"since": 20241101}, "since"),
@@ -384,6 +392,17 @@ def test_request_id_overrides_the_message_id_up_to_128_chars(settings, now):
         ("2024-10-31", datetime(2024, 10, 31, 23, 59, 59, 999999)),
         ("1970-01-01T00:00:00Z", datetime(1970, 1, 1)),
         ("9999-12-31", datetime(9999, 12, 31, 23, 59, 59, 999999)),
+        # ISO-8601 basic format, and the mixed forms datetime.fromisoformat reads
+        ("20241031", datetime(2024, 10, 31, 23, 59, 59, 999999)),
+        ("20241031T100000Z", datetime(2024, 10, 31, 10)),
+        ("20241031T100000", datetime(2024, 10, 31, 10)),
+        ("20241031T100000+0200", datetime(2024, 10, 31, 8)),
+        ("20241031T100000.123456Z", datetime(2024, 10, 31, 10, 0, 0, 123456)),
+        ("20241031T10:00:00Z", datetime(2024, 10, 31, 10)),
+        ("20241031 1000", datetime(2024, 10, 31, 10)),
+        ("2024-10-31T1000Z", datetime(2024, 10, 31, 10)),
+        ("2024W444", datetime(2024, 10, 31, 23, 59, 59, 999999)),
+        ("2024-W44-4T10:00:00Z", datetime(2024, 10, 31, 10)),
     ],
 )
 def test_as_of_is_converted_to_naive_utc(text, expected, settings, now):
@@ -403,6 +422,9 @@ def test_as_of_is_converted_to_naive_utc(text, expected, settings, now):
         ("2024-10-20T10:00:00+02:00", datetime(2024, 10, 20, 8)),
         ("2024-10-20T10:00:00", datetime(2024, 10, 20, 10)),
         ("2024-10-20", datetime(2024, 10, 20, 0, 0, 0, 0)),
+        ("20241020", datetime(2024, 10, 20, 0, 0, 0, 0)),
+        ("20241020T100000Z", datetime(2024, 10, 20, 10)),
+        ("20241020T120000+0200", datetime(2024, 10, 20, 10)),
     ],
 )
 def test_since_is_converted_to_naive_utc_and_a_date_means_its_start(text, expected, settings, now):
