@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from libs.errors import InvalidRequest
-from libs.helpers.constants_helper import DEFAULTS, Settings
+from libs.helpers.constants_helper import Settings, default
 
 SERVICE_NAME = "crypto-risk-anomaly"
 #: Log keys that belong to one message; removed when the message is done.
@@ -36,7 +36,7 @@ MESSAGE_LOG_KEYS = ("message_id", "request_id")
 
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME, patch_modules=("pymongo",))
-metrics = Metrics(service=SERVICE_NAME, namespace=DEFAULTS["POWERTOOLS_METRICS_NAMESPACE"])
+metrics = Metrics(service=SERVICE_NAME, namespace=default("metrics_namespace"))
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 

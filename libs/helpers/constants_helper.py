@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 from urllib.parse import quote_plus
 
 from libs.errors import ConfigError
@@ -31,27 +32,80 @@ EMBEDDED_URI_SCHEME = "mongomock://"
 EMBEDDED_DEFAULT_DATABASE = "risk"
 EMBEDDED_DEFAULT_COLLECTION = "coingecko_onchain_scores"
 
-DEFAULTS: dict[str, str] = {
-    "MONGODB_READ_BACKEND": "driver",
-    "QUANTILE_DEVIATION_LIMIT": "1.5",
-    "ANOMALY_PERIODS": "3,7,30",
-    "ANOMALY_MIN_OBSERVATIONS": "4",
-    "ANOMALY_LATEST_LOOKBACK_HOURS": "24",
-    "ANOMALY_MAX_RANGE_DAYS": "31",
-    "ANOMALY_TIME_MARGIN_MS": "15000",
-    "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "5000",
-    "MONGODB_CONNECT_TIMEOUT_MS": "5000",
-    "MONGODB_SOCKET_TIMEOUT_MS": "60000",
-    "MONGODB_DATA_API_TIMEOUT_MS": "10000",
-    "MONGODB_DATA_API_PAGE_SIZE": "5000",
-    "POWERTOOLS_METRICS_NAMESPACE": "CryptoRiskAnomaly",
-    "POWERTOOLS_SERVICE_NAME": "crypto-risk-anomaly",
-}
-
 MAX_PERIOD_DAYS = 365
 #: Largest Data API page: one response must stay a modest JSON body in the function's memory.
 MAX_DATA_API_PAGE_SIZE = 50_000
+#: Where the scores are read from (``MONGODB_READ_BACKEND``); the first is the default.
 READ_BACKENDS = ("driver", "data_api")
+
+#: A parser turns a variable's (stripped, non-empty) text into its value, or raises ConfigError naming it.
+Parser = Callable[[str, str], Any]
+
+
+def whole(minimum: int, maximum: int | None = None) -> Parser:
+    """A whole number from ``minimum`` (to ``maximum``)."""
+
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ConfigError(name, f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(name: str, raw: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(name, f"must be a finite number above 0, got {raw!r}")
+    return value
+
+
+def day_list(name: str, raw: str) -> tuple[int, ...]:
+    """Comma-separated whole days from 1 to :data:`MAX_PERIOD_DAYS`, sorted, duplicates dropped."""
+    periods: set[int] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= MAX_PERIOD_DAYS:
+            raise ConfigError(
+                name, f"must be a comma-separated list of whole days from 1 to {MAX_PERIOD_DAYS}, got {raw!r}"
+            )
+        periods.add(int(part))
+    return tuple(sorted(periods))
+
+
+def one_of(options: tuple[str, ...]) -> Parser:
+    """One of ``options`` (case-insensitive); the error lists them."""
+
+    def parse(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in options:
+            raise ConfigError(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def text(name: str, raw: str) -> str:
+    """Any non-empty text."""
+    return raw
+
+
+def setting(env: str, default: Any, parse: Parser) -> Any:
+    """A :class:`Settings` field read from the variable ``env``: its name, default and parser in one place.
+
+    An unset or blank variable takes ``default``; anything else goes through
+    ``parse``, whose :class:`ConfigError` names the variable and what it must be.
+    """
+    return field(default=default, metadata={"env": env, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -65,23 +119,25 @@ class Settings:
     mongodb_uri: str = field(repr=False)
     database: str
     collection: str
-    read_backend: str = "driver"
-    deviation_limit: float = 1.5
-    periods_days: tuple[int, ...] = (3, 7, 30)
-    min_observations: int = 4
-    latest_lookback_hours: int = 24
-    max_range_days: int = 31
-    time_margin_ms: int = 15_000
-    server_selection_timeout_ms: int = 5_000
-    connect_timeout_ms: int = 5_000
-    socket_timeout_ms: int = 60_000
+    read_backend: str = setting("MONGODB_READ_BACKEND", READ_BACKENDS[0], one_of(READ_BACKENDS))
+    deviation_limit: float = setting("QUANTILE_DEVIATION_LIMIT", 1.5, positive_number)
+    periods_days: tuple[int, ...] = setting("ANOMALY_PERIODS", (3, 7, 30), day_list)
+    min_observations: int = setting("ANOMALY_MIN_OBSERVATIONS", 4, whole(1))
+    latest_lookback_hours: int = setting("ANOMALY_LATEST_LOOKBACK_HOURS", 24, whole(1))
+    max_range_days: int = setting("ANOMALY_MAX_RANGE_DAYS", 31, whole(1, 3650))
+    time_margin_ms: int = setting("ANOMALY_TIME_MARGIN_MS", 15_000, whole(0))
+    server_selection_timeout_ms: int = setting("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5_000, whole(1))
+    connect_timeout_ms: int = setting("MONGODB_CONNECT_TIMEOUT_MS", 5_000, whole(1))
+    socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", 60_000, whole(1))
+    data_api_timeout_ms: int = setting("MONGODB_DATA_API_TIMEOUT_MS", 10_000, whole(1))
+    data_api_page_size: int = setting("MONGODB_DATA_API_PAGE_SIZE", 5_000, whole(1, MAX_DATA_API_PAGE_SIZE))
+    metrics_namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "CryptoRiskAnomaly", text)
+    #: Names the service in every log line, trace and metric, and in MongoDB's ``appname``.
+    service_name: str = setting("POWERTOOLS_SERVICE_NAME", "crypto-risk-anomaly", text)
+    # Read by _connection/_data_api: they depend on each other (the URI wins, the backend needs them).
     data_api_url: str | None = None
     data_api_key: str | None = field(default=None, repr=False)
     data_source: str | None = None
-    data_api_timeout_ms: int = 10_000
-    data_api_page_size: int = 5_000
-    metrics_namespace: str = "CryptoRiskAnomaly"
-    service_name: str = "crypto-risk-anomaly"
 
     @property
     def embedded(self) -> bool:
@@ -129,42 +185,6 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     if value is None or value.strip() == "":
         return None
     return value.strip()
-
-
-def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int | None = None) -> int:
-    raw = _text(env, name) or DEFAULTS[name]
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(name, f"must be {bound}, got {value}")
-    return value
-
-
-def _positive_float(env: Mapping[str, str], name: str) -> float:
-    raw = _text(env, name) or DEFAULTS[name]
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(name, f"must be a finite number above 0, got {raw!r}")
-    return value
-
-
-def _periods(env: Mapping[str, str], name: str) -> tuple[int, ...]:
-    raw = _text(env, name) or DEFAULTS[name]
-    periods: set[int] = set()
-    for part in raw.split(","):
-        part = part.strip()
-        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= MAX_PERIOD_DAYS:
-            raise ConfigError(
-                name, f"must be a comma-separated list of whole days from 1 to {MAX_PERIOD_DAYS}, got {raw!r}"
-            )
-        periods.add(int(part))
-    return tuple(sorted(periods))
 
 
 def _connection(env: Mapping[str, str]) -> str:
@@ -226,30 +246,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if collection is None:
         raise ConfigError("MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION", "is required")
-    backend = (_text(env, "MONGODB_READ_BACKEND") or DEFAULTS["MONGODB_READ_BACKEND"]).lower()
-    if backend not in READ_BACKENDS:
-        raise ConfigError("MONGODB_READ_BACKEND", f"must be one of {', '.join(READ_BACKENDS)}, got {backend!r}")
-    data_api = _data_api(env) if backend == "data_api" else {}
-    return Settings(
-        mongodb_uri=uri,
-        database=database,
-        collection=collection,
-        read_backend=backend,
-        deviation_limit=_positive_float(env, "QUANTILE_DEVIATION_LIMIT"),
-        periods_days=_periods(env, "ANOMALY_PERIODS"),
-        min_observations=_int(env, "ANOMALY_MIN_OBSERVATIONS", 1),
-        latest_lookback_hours=_int(env, "ANOMALY_LATEST_LOOKBACK_HOURS", 1),
-        max_range_days=_int(env, "ANOMALY_MAX_RANGE_DAYS", 1, 3650),
-        time_margin_ms=_int(env, "ANOMALY_TIME_MARGIN_MS", 0),
-        server_selection_timeout_ms=_int(env, "MONGODB_SERVER_SELECTION_TIMEOUT_MS", 1),
-        connect_timeout_ms=_int(env, "MONGODB_CONNECT_TIMEOUT_MS", 1),
-        socket_timeout_ms=_int(env, "MONGODB_SOCKET_TIMEOUT_MS", 1),
-        data_api_timeout_ms=_int(env, "MONGODB_DATA_API_TIMEOUT_MS", 1),
-        data_api_page_size=_int(env, "MONGODB_DATA_API_PAGE_SIZE", 1, MAX_DATA_API_PAGE_SIZE),
-        metrics_namespace=_text(env, "POWERTOOLS_METRICS_NAMESPACE") or DEFAULTS["POWERTOOLS_METRICS_NAMESPACE"],
-        service_name=_text(env, "POWERTOOLS_SERVICE_NAME") or DEFAULTS["POWERTOOLS_SERVICE_NAME"],
-        **data_api,
-    )
+    values: dict[str, Any] = {item.name: _read(env, item) for item in fields(Settings) if "env" in item.metadata}
+    if values["read_backend"] == "data_api":
+        values.update(_data_api(env))
+    return Settings(mongodb_uri=uri, database=database, collection=collection, **values)
+
+
+def _read(env: Mapping[str, str], item: Field[Any]) -> Any:
+    raw = _text(env, item.metadata["env"])
+    return item.default if raw is None else item.metadata["parse"](item.metadata["env"], raw)
+
+
+def default(name: str) -> Any:
+    """The default of the :class:`Settings` field ``name`` (for objects built before the settings are read)."""
+    return next(item.default for item in fields(Settings) if item.name == name)
 
 
 _settings: Settings | None = None
