@@ -84,10 +84,15 @@ def decimal128_to_float(value: Any) -> float:
     high = bits >> 64
     if high & _DECIMAL_INF == _DECIMAL_INF:  # NaN, sNaN, ±inf
         return math.nan
-    if high & _DECIMAL_TWO_BIT_FORM == _DECIMAL_TWO_BIT_FORM:  # non-canonical: a zero coefficient
-        return 0.0
-    exponent = ((high >> 49) & 0x3FFF) - _DECIMAL_BIAS
     coefficient = bits & _DECIMAL_COEFFICIENT
+    if high & _DECIMAL_TWO_BIT_FORM == _DECIMAL_TWO_BIT_FORM or coefficient > _DECIMAL_MAX_COEFFICIENT:
+        # Non-canonical encodings are rare: bson's own reading (signed zero, or rounding) is the contract.
+        try:
+            number = float(value.to_decimal())
+        except (ArithmeticError, ValueError):
+            return math.nan
+        return number if math.isfinite(number) else math.nan
+    exponent = ((high >> 49) & 0x3FFF) - _DECIMAL_BIAS
     try:
         number = float(coefficient * 10**exponent) if exponent >= 0 else coefficient / 10**-exponent
     except OverflowError:
@@ -99,6 +104,7 @@ _DECIMAL_INF = 0x7800000000000000
 _DECIMAL_TWO_BIT_FORM = 3 << 61
 _DECIMAL_BIAS = 6176
 _DECIMAL_COEFFICIENT = (1 << 113) - 1
+_DECIMAL_MAX_COEFFICIENT = 10**34 - 1
 
 
 def empty_frame(signals: Sequence[str]) -> pd.DataFrame:
