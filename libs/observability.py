@@ -144,7 +144,7 @@ class SignalMetrics:
 signal_metrics = SignalMetrics()
 
 
-def publish_metrics[Handler: Callable[..., Any]](handler: Handler) -> Handler:
+def publish_metrics(handler: Handler) -> Handler:
     """Decorator: print the invocation's EMF blobs (and ``ColdStart`` once per container) when it ends."""
 
     @functools.wraps(handler)
