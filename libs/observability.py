@@ -13,7 +13,7 @@
   one blob per signal with a ``signal`` dimension. :func:`publish_metrics`
   flushes both (and the cold-start metric) when the handler returns.
 
-The namespace comes from configuration (:func:`configure`, at cold start).
+The service name and namespace come from configuration (:func:`configure`, at cold start).
 """
 
 from __future__ import annotations
@@ -30,20 +30,38 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from libs.errors import InvalidRequest
 from libs.helpers.constants_helper import Settings, default
 
-SERVICE_NAME = "crypto-risk-anomaly"
 #: Log keys that belong to one message; removed when the message is done.
 MESSAGE_LOG_KEYS = ("message_id", "request_id")
 
-logger = Logger(service=SERVICE_NAME)
-tracer = Tracer(service=SERVICE_NAME, patch_modules=("pymongo",))
-metrics = Metrics(service=SERVICE_NAME, namespace=default("metrics_namespace"))
+# Built before the settings are read (every module imports them); configure() names the service.
+logger = Logger(service=default("service_name"))
+tracer = Tracer(service=default("service_name"), patch_modules=("pymongo",))
+metrics = Metrics(service=default("service_name"), namespace=default("metrics_namespace"))
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 def configure(settings: Settings) -> None:
-    """Apply the configuration that observability needs (the metrics namespace); called at cold start."""
+    """Name the service (``POWERTOOLS_SERVICE_NAME``) and the metrics namespace; called at cold start.
+
+    ``settings.service_name`` is the one value: it becomes every log line's
+    ``service`` key, the tracer's service (the handler segment's ``Service``
+    annotation and metadata namespace), every EMF blob's ``service`` dimension
+    (per-signal blobs too) and MongoDB's ``appname``.
+    """
+    name = settings.service_name
     metrics.namespace = settings.metrics_namespace
+    metrics.service = name
+    tracer.service = name
+    logger.service = name
+    # clear_state (inject_lambda_context(clear_state=True)) restores the logger's default keys.
+    logger._default_log_keys["service"] = name
+    logger.append_keys(service=name)
+
+
+def service_name() -> str:
+    """The configured service name (the namespace of our X-Ray metadata)."""
+    return str(metrics.service)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from pymongo.collection import Collection
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
 from libs.models.model import ModelParams, empty_results, judge_signal, judged_mask, sort_rows
-from libs.observability import SERVICE_NAME, annotate, logger, metrics, signal_metrics, tag_request, traced
+from libs.observability import annotate, logger, metrics, service_name, signal_metrics, tag_request, traced
 from libs.request import RiskRequest, parse_request
 
 
@@ -132,7 +132,7 @@ def process_message(
         summary.request_id, summary.mode, summary.request = request.request_id, request.mode, request.describe()
         tag_request(request.request_id)
         annotate(message_segment, **labels)
-        message_segment.put_metadata("request", summary.request, SERVICE_NAME)
+        message_segment.put_metadata("request", summary.request, service_name())
         _judge_and_write(request, settings, summary, labels, now, reader, collection)
         annotate(
             message_segment,

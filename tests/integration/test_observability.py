@@ -644,3 +644,21 @@ def test_on_a_real_server_every_command_is_a_subsegment(tmp_path):
     finally:
         client.drop_database(database)
         client.close()
+
+
+def test_powertools_service_name_names_the_service_in_logs_traces_and_metrics(tmp_path):
+    # given: the function deployed with POWERTOOLS_SERVICE_NAME=some-name
+    documents, _ = synthetic_documents(coins=3, days=6, per_day=12, end=END, seed=5)
+    cold = [sqs_record(LATEST, "msg-0"), sqs_record(INVALID, "msg-1")]
+    # when: one invocation runs in a Lambda-like process
+    run = run_lambda(tmp_path, _invocations(cold), documents, POWERTOOLS_SERVICE_NAME="some-name")
+    assert run.returncode == 0, run.stderr
+    # then: every log line, the handler segment and every EMF blob (per-signal ones too) carry it
+    lines = run.log_lines(0)
+    assert lines and {line["service"] for line in lines} == {"some-name"}
+    assert _handler_segment(run, 0)["annotations"]["Service"] == "some-name"
+    message = [e for e in run.entities if e["name"] == "## message"]
+    assert message and all("some-name" in e.get("metadata", {}) for e in message if "request" in str(e))
+    blobs = run.emf(0)
+    assert any("signal" in blob for blob in blobs)
+    assert blobs and {blob["service"] for blob in blobs} == {"some-name"}
