@@ -1,0 +1,141 @@
+"""A plain-Python reference of SPEC sections 9 and 11 (direction, severity, episodes, starts).
+
+Deliberately naive: one entry at a time, dicts and lists, Python's ``sorted``;
+it shares nothing with the vectorised :mod:`libs.models.episodes` it checks.
+Entries are dicts with ``coin_id, signal, period_days, timestamp`` (datetime),
+``value, q1, q3, lower, upper`` (float or None) and ``is_anomaly``
+(True / False / None).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+
+def _number(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def direction_of(entry: dict[str, Any]) -> str | None:
+    """'spike', 'dip' or None: flagged only when is_anomaly is true and the value lies beyond a fence."""
+    if entry.get("is_anomaly") is not True:
+        return None
+    value, lower, upper = _number(entry["value"]), _number(entry["lower"]), _number(entry["upper"])
+    if value > upper:
+        return "spike"
+    if value < lower:
+        return "dip"
+    return None
+
+
+def severity_of(entry: dict[str, Any]) -> float | None:
+    """IQRs beyond the fence; None when not flagged or when the window was flat."""
+    direction = direction_of(entry)
+    if direction is None:
+        return None
+    iqr = _number(entry["q3"]) - _number(entry["q1"])
+    if iqr == 0:
+        return None
+    if direction == "spike":
+        return (_number(entry["value"]) - _number(entry["upper"])) / iqr
+    return (_number(entry["lower"]) - _number(entry["value"])) / iqr
+
+
+def is_flat(entry: dict[str, Any]) -> bool:
+    return direction_of(entry) is not None and _number(entry["q3"]) - _number(entry["q1"]) == 0
+
+
+def _beyond(entry: dict[str, Any]) -> float:
+    if direction_of(entry) == "spike":
+        return _number(entry["value"]) - _number(entry["upper"])
+    return _number(entry["lower"]) - _number(entry["value"])
+
+
+def reference_episodes(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
+    """Episodes as SPEC sections 9 and 11 define them, ranked; one dict per episode."""
+    lookback = timedelta(hours=lookback_hours)
+    by_key: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
+    for position, entry in enumerate(entries):
+        key = (entry["coin_id"], entry["signal"], int(entry["period_days"]))
+        by_key.setdefault(key, []).append((position, entry))
+    episodes = []
+    for key, members in by_key.items():
+        steps = sorted({entry["timestamp"] for _, entry in members})
+        for direction in ("spike", "dip"):
+            current: list[tuple[int, dict[str, Any]]] = []
+            previous_step: datetime | None = None
+            previous_flagged = False
+            for step in steps:
+                at_step = [(p, e) for p, e in members if e["timestamp"] == step and direction_of(e) == direction]
+                flagged = bool(at_step)
+                continues = (
+                    flagged and previous_flagged and previous_step is not None and step - previous_step <= lookback
+                )
+                if not continues and current:
+                    episodes.append(_episode(key, direction, current))
+                    current = []
+                current.extend(at_step)
+                previous_step = step
+                previous_flagged = flagged
+            if current:
+                episodes.append(_episode(key, direction, current))
+    return sorted(
+        episodes,
+        key=lambda e: (
+            e["flat_window"],
+            -(e["peak_severity"] or 0.0),
+            e["coin_id"],
+            e["signal"],
+            e["period_days"],
+            e["start"],
+            e["direction"],
+        ),
+    )
+
+
+def _episode(key: tuple, direction: str, members: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    finite = [(p, e) for p, e in members if severity_of(e) is not None]
+    if finite:
+        best_severity = max(severity_of(e) for _, e in finite)
+        candidates = [(p, e) for p, e in finite if severity_of(e) == best_severity]
+    else:
+        candidates = list(members)
+    first_time = min(e["timestamp"] for _, e in candidates)
+    candidates = [(p, e) for p, e in candidates if e["timestamp"] == first_time]
+    farthest = max(_beyond(e) for _, e in candidates)
+    candidates = [(p, e) for p, e in candidates if _beyond(e) == farthest]
+    _, peak = min(candidates, key=lambda pe: pe[0])
+    times = [e["timestamp"] for _, e in members]
+    return {
+        "coin_id": key[0],
+        "signal": key[1],
+        "period_days": key[2],
+        "direction": direction,
+        "start": min(times),
+        "end": max(times),
+        "observations": len(members),
+        "peak_timestamp": peak["timestamp"],
+        "peak_value": _number(peak["value"]),
+        "peak_severity": severity_of(peak),
+        "flat_window": not finite,
+    }
+
+
+def reference_starts(
+    flagged: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]], lookback_hours: int
+) -> list[bool]:
+    """SPEC section 9 "starts an episode", one bool per flagged dict, from plain set membership."""
+    known = {(p["coin_id"], p["signal"], int(p["period_days"]), p["timestamp"], p["direction"]) for p in previous}
+    lookback = timedelta(hours=lookback_hours)
+    answers = []
+    for f in flagged:
+        before = f["previous_timestamp"]
+        if before is None or not (timedelta(0) < f["timestamp"] - before <= lookback):
+            answers.append(True)
+            continue
+        key = (f["coin_id"], f["signal"], int(f["period_days"]), before, f["direction"])
+        answers.append(key not in known)
+    return answers
