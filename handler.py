@@ -4,8 +4,8 @@ Thin on purpose: configuration is read once here at cold start (a bad value
 stops the function with an error naming the variable), observability is
 wired around the handler (JSON logs with the Lambda context, an X-Ray
 subsegment, EMF metrics), each record is handed to
-:func:`libs.processor.process_and_report`, and the answer lists exactly the
-messages that were not fully processed.
+:func:`libs.processor.process_and_report` within its time budget, and the
+answer lists exactly the messages that were not fully processed.
 """
 
 from __future__ import annotations
@@ -15,18 +15,22 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from libs.batch import PartialBatchResponse, process_sqs_batch
+from libs.budget import Budget
 from libs.helpers.constants_helper import get_settings
+from libs.lambda_context import accepts_any_context
 from libs.observability import configure, logger, publish_metrics, tracer
-from libs.processor import MessageSummary, process_and_report
+from libs.processor import process_and_report
+from libs.summary import MessageSummary
 
 settings = get_settings()
 configure(settings)
 
 
-def _process_record(record: SQSRecord) -> MessageSummary:
-    return process_and_report(record.body, record.message_id, get_settings())
+def _process_record(record: SQSRecord, budget: Budget) -> MessageSummary:
+    return process_and_report(record.body, record.message_id, get_settings(), budget)
 
 
+@accepts_any_context
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @publish_metrics

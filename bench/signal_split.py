@@ -1,4 +1,4 @@
-"""What judging one signal at a time costs (processor.judge_each_signal) against one model call for all.
+"""What judging one signal at a time, each timed and traced (as the processor does), costs against one model call.
 
 The processor calls the model once per signal so that each signal gets its own
 X-Ray subsegment and ``ModelMs`` metric, sharing one sort of the frame
@@ -18,8 +18,8 @@ import numpy as np
 
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
-from libs.models.model import ModelParams, judge, judged_mask
-from libs.processor import MessageSummary, judge_each_signal
+from libs.models.model import ModelParams, concat_results, judge, judged_mask, signal_judges
+from libs.summary import MessageSummary, signal_step
 from libs.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
@@ -28,6 +28,15 @@ SCENARIOS = [
     ("latest, 2,000 coins x 6/day x 33 days", 2_000, 6, None),
     ("range 2 days, 100 coins x 24/day x 33 days", 100, 24, 2),
 ]
+
+
+def judge_each_signal(frame, judged, params):
+    """What the processor does: each signal's judging timed and traced on its own (libs.summary.signal_step)."""
+    summary, blocks = MessageSummary("bench"), []
+    for signal, judge_one in signal_judges(frame, judged, params):
+        with signal_step(summary, signal):
+            blocks.append(judge_one())
+    return concat_results(blocks)
 
 
 def _best_ms(call, repeat: int) -> float:
@@ -51,10 +60,10 @@ def main() -> None:
         judged = judged_mask(frame, as_of=END, since=since, lookback_hours=24, coin_ids=None)
         params = ModelParams(SIGNALS, (3, 7, 30), 1.5, 4)
         one = judge(frame, judged, params)
-        split = judge_each_signal(frame, judged, params, MessageSummary("bench"), {})
+        split = judge_each_signal(frame, judged, params)
         assert np.array_equal(one["is_anomaly"].fillna(False), split["is_anomaly"].fillna(False))
         once_ms = _best_ms(lambda: judge(frame, judged, params), args.repeat)
-        split_ms = _best_ms(lambda: judge_each_signal(frame, judged, params, MessageSummary("bench"), {}), args.repeat)
+        split_ms = _best_ms(lambda: judge_each_signal(frame, judged, params), args.repeat)
         print(
             f"{label:45} {len(frame):>8,} {int(judged.sum()):>7,} {once_ms:>12.1f} {split_ms:>14.1f} "
             f"{split_ms / once_ms:>6.2f}"

@@ -1,33 +1,46 @@
 """SQS batch processing with partial batch responses (SPEC section 6).
 
-Built on Powertools' ``BatchProcessor``, with the three gaps the contract
-needs closed here: an event that is not an SQS batch raises
-:class:`~libs.errors.NotAnSqsEvent`; ``{"Records": []}`` answers with an
-empty failure list; and a batch in which every record failed still answers
-(``raise_on_entire_batch_failure=False``) instead of raising.
+Built on Powertools' ``BatchProcessor`` through its documented extension
+points: the record handler takes ``lambda_context`` (the time budget is read
+from it) and :meth:`MessageBatchProcessor.failure_handler` is the one place a
+failure is logged. What the contract adds to Powertools is closed here:
 
-Every failure is logged here, once, with the messageId, a ``failure`` kind
-(``invalid``, ``time_budget``, ``store``, ``error``) and the reason; a
-message whose turn comes when less than ``ANOMALY_TIME_MARGIN_MS`` remains is
-not started and is listed, so SQS delivers it again. Every line written while
-a record is processed carries its messageId, and the invocation's
+- an event that is not an SQS batch raises :class:`~libs.errors.NotAnSqsEvent`;
+  ``{"Records": []}`` answers with an empty failure list; a batch in which
+  every record failed still answers (``raise_on_entire_batch_failure=False``);
+- a message whose turn comes when less than ``ANOMALY_TIME_MARGIN_MS`` remains
+  is not started (:class:`~libs.errors.TimeBudgetExhausted`), and a started one
+  gets a :class:`~libs.budget.Budget` that ends a second before the deadline,
+  so a slow store fails that message and the answer still comes back in time;
+- once a message finds the database unreachable, the batch's remaining
+  messages are listed at once (their budget carries the outage: they are
+  validated, then fail before touching the store) instead of each waiting
+  its own selection timeout.
+
+Every failure is logged once, with the messageId, the error's own ``kind``
+and level (:mod:`libs.errors`) and the reason; every line written while a
+record is processed carries its messageId; the invocation's
 ``MessagesProcessed`` and ``MessagesFailed`` metrics are counted here.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from libs.errors import InvalidRequest, NotAnSqsEvent, StoreUnavailable, TimeBudgetExhausted
-from libs.observability import logger, message_context, metrics
+from libs.budget import Budget, remaining_ms
+from libs.errors import AnomalyServiceError, NotAnSqsEvent, StoreUnreachable, TimeBudgetExhausted
+from libs.observability import logger, metrics, tag_message, untag_message
 
-PartialBatchResponse = dict[str, list[dict[str, str]]]
-RecordHandler = Callable[[SQSRecord], Any]
+PartialBatchResponse = PartialItemFailureResponse
+#: Processes one message within its budget; raises a :mod:`libs.errors` error (or anything) on failure.
+MessageHandler = Callable[[SQSRecord, Budget], Any]
 
 
 def check_sqs_event(event: Any) -> list[dict[str, Any]]:
@@ -46,15 +59,75 @@ def check_sqs_event(event: Any) -> list[dict[str, Any]]:
     return records
 
 
-def _remaining_ms(context: Any) -> float | None:
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    return float(getter()) if callable(getter) else None
+class MessageBatchProcessor(BatchProcessor):
+    """Powertools' SQS batch processor with this service's budget, outage rule and failure log.
+
+    One per invocation (it remembers an outage for the rest of its batch).
+    """
+
+    def __init__(self, handle_message: MessageHandler, *, time_margin_ms: int) -> None:
+        super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        self._handle_message = handle_message
+        self._time_margin_ms = time_margin_ms
+        self._outage: StoreUnreachable | None = None
+
+    def record_handler(self, record: SQSRecord, lambda_context: Any = None) -> Any:
+        """Start one message if time and the store allow, within its budget.
+
+        The message's log keys stay on until :meth:`success_handler` or
+        :meth:`failure_handler` is done, so the failure line carries the
+        ``request_id`` the message had reached.
+        """
+        tag_message(record.message_id)
+        remaining = remaining_ms(lambda_context)
+        if remaining is not None and remaining < self._time_margin_ms:
+            raise TimeBudgetExhausted(
+                f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={self._time_margin_ms}"
+            )
+        return self._handle_message(record, Budget.from_remaining(remaining, outage=self._outage))
+
+    def success_handler(self, record: Any, result: Any) -> Any:
+        untag_message()
+        return super().success_handler(record, result)
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        """The one failure log line of a message (and the outage it may reveal)."""
+        error = exception[1]
+        if isinstance(error, StoreUnreachable) and self._outage is None:
+            self._outage = error
+        log_failure(_message_id(record), error)
+        untag_message()
+        return super().failure_handler(record, exception)
+
+
+def _message_id(record: Any) -> str:
+    """The messageId of what Powertools hands the failure handler: an ``SQSRecord`` (or the raw dict)."""
+    if isinstance(record, dict):
+        return str(record.get("messageId", ""))
+    return str(getattr(record, "message_id", ""))
+
+
+def log_failure(message_id: str, error: BaseException) -> None:
+    """One line: messageId, the failure's kind and reason, at the error's own level."""
+    if isinstance(error, AnomalyServiceError):
+        kind, level, message, reason = error.kind, error.log_level, error.log_message, error.describe()
+        with_traceback = error.traceback
+    else:  # a bug or a library's surprise: ops need the traceback
+        kind, level, message, reason = "error", logging.ERROR, "message failed", f"{type(error).__name__}: {error}"
+        with_traceback = True
+    extra: dict[str, Any] = {"message_id": message_id, "failure": kind, "reason": reason}
+    key = getattr(error, "key", None)
+    if key is not None:
+        extra["key"] = key
+    exc_info = (type(error), error, error.__traceback__) if with_traceback else None
+    emit = logger.warning if level == logging.WARNING else logger.error
+    emit(message, extra=extra, exc_info=exc_info)
 
 
 def process_sqs_batch(
-    event: Any, context: Any, record_handler: RecordHandler, *, time_margin_ms: int
+    event: Any, context: Any, handle_message: MessageHandler, *, time_margin_ms: int
 ) -> PartialBatchResponse:
-    """Run ``record_handler`` on every record; answer with the partial batch response."""
+    """Run ``handle_message`` on every record; answer with the partial batch response."""
     try:
         records = check_sqs_event(event)
     except NotAnSqsEvent:
@@ -63,22 +136,10 @@ def process_sqs_batch(
     if not records:
         _count_messages(processed=0, failed=0)
         return {"batchItemFailures": []}
-
-    def guarded(record: SQSRecord) -> Any:
-        with message_context(record.message_id):
-            remaining = _remaining_ms(context)
-            try:
-                if remaining is not None and remaining < time_margin_ms:
-                    raise TimeBudgetExhausted(
-                        f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={time_margin_ms}"
-                    )
-                return record_handler(record)
-            except Exception as exc:
-                _log_failure(record.message_id, exc)
-                raise
-
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(event=event, record_handler=guarded, processor=processor, context=context)
+    processor = MessageBatchProcessor(handle_message, time_margin_ms=time_margin_ms)
+    response = process_partial_response(
+        event=event, record_handler=processor.record_handler, processor=processor, context=context
+    )
     failed = len(response["batchItemFailures"])
     _count_messages(processed=len(records) - failed, failed=failed)
     return response
@@ -87,29 +148,3 @@ def process_sqs_batch(
 def _count_messages(*, processed: int, failed: int) -> None:
     metrics.add_metric(name="MessagesProcessed", unit=MetricUnit.Count, value=processed)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=failed)
-
-
-#: The ``failure`` field of a failure's log line, by error class; anything else is ``error``.
-FAILURE_KINDS: tuple[tuple[type[Exception], str], ...] = (
-    (InvalidRequest, "invalid"),
-    (TimeBudgetExhausted, "time_budget"),
-    (StoreUnavailable, "store"),
-)
-
-
-def _failure_kind(exc: Exception) -> str:
-    return next((kind for error, kind in FAILURE_KINDS if isinstance(exc, error)), "error")
-
-
-def _log_failure(message_id: str, exc: Exception) -> None:
-    failure = {"message_id": message_id, "failure": _failure_kind(exc)}
-    if isinstance(exc, InvalidRequest):
-        logger.error("message rejected", extra={**failure, "reason": str(exc), "key": exc.key})
-    elif isinstance(exc, TimeBudgetExhausted):
-        logger.warning("message left for retry", extra={**failure, "reason": str(exc)})
-    else:
-        logger.error(
-            "message failed",
-            extra={**failure, "reason": f"{type(exc).__name__}: {exc}"},
-            exc_info=type(exc).__module__ != "libs.errors",
-        )

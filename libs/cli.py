@@ -23,11 +23,11 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    import handler
+    from libs.local.function import load_handler
 
     event = json.loads(Path(args.event).read_text())
     with _function_output_to_stderr():
-        response = handler.handler(event, LocalContext(timeout_ms=args.timeout_ms))
+        response = load_handler()(event, LocalContext(timeout_ms=args.timeout_ms))
     print(json.dumps(response, indent=2))
     return 0
 

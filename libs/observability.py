@@ -1,6 +1,6 @@
 """The one home of logging, tracing and metrics: every module imports these objects.
 
-- ``logger``: Powertools' JSON logger. :func:`message_context` puts the SQS
+- ``logger``: Powertools' JSON logger. :func:`tag_message` puts the SQS
   messageId (and, once known, the ``request_id``) on every line about a
   message and takes them off afterwards.
 - ``tracer``: Powertools' X-Ray tracer. Outside Lambda (no
@@ -19,15 +19,15 @@ The service name and namespace come from configuration (:func:`configure`, at co
 from __future__ import annotations
 
 import functools
+import logging
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from libs.errors import InvalidRequest
 from libs.helpers.constants_helper import Settings, default
 
 #: Log keys that belong to one message; removed when the message is done.
@@ -64,14 +64,24 @@ def service_name() -> str:
     return str(metrics.service)
 
 
+def tag_message(message_id: str) -> None:
+    """From here until :func:`untag_message`, every log line carries ``message_id``."""
+    logger.append_keys(message_id=message_id)
+
+
+def untag_message() -> None:
+    """Take a message's keys (its ``message_id`` and ``request_id``) off the log lines."""
+    logger.remove_keys(MESSAGE_LOG_KEYS)
+
+
 @contextmanager
 def message_context(message_id: str) -> Iterator[None]:
     """Every log line written inside carries ``message_id`` (and ``request_id`` after :func:`tag_request`)."""
-    logger.append_keys(message_id=message_id)
+    tag_message(message_id)
     try:
         yield
     finally:
-        logger.remove_keys(MESSAGE_LOG_KEYS)
+        untag_message()
 
 
 @contextmanager
@@ -81,7 +91,7 @@ def logs_to(stream: Any) -> Iterator[None]:
     The stream is swapped in place, not with ``setStream``, which would flush
     the previous stream first, and that one may be closed already (a test's capture).
     """
-    handler = logger.registered_handler
+    handler = cast(logging.StreamHandler, logger.registered_handler)
     previous, handler.stream = handler.stream, stream
     try:
         yield
@@ -112,7 +122,7 @@ def traced(name: str) -> Iterator[Any]:
     marked ``error`` (X-Ray's client-error flag) instead of ``fault``, so a
     fault filter or alarm shows only what ops must act on.
     """
-    recorder = tracer.provider
+    recorder: Any = tracer.provider  # the X-Ray recorder (typed as Powertools' provider base)
     subsegment = recorder.begin_subsegment(name)
     if subsegment is None:
         yield _Untraced()
@@ -121,12 +131,20 @@ def traced(name: str) -> Iterator[Any]:
         yield subsegment
     except Exception as exc:
         subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__, limit=recorder.max_trace_back))
-        if isinstance(exc, InvalidRequest):
+        if getattr(exc, "caller_fault", False):
             subsegment.fault = False
             subsegment.add_error_flag()
         raise
     finally:
         recorder.end_subsegment()
+
+
+@contextmanager
+def message_segment(message_id: str) -> Iterator[Any]:
+    """The ``## message`` subsegment that holds one message's steps, annotated with its messageId."""
+    with traced("## message") as subsegment:
+        annotate(subsegment, message_id=message_id)
+        yield subsegment
 
 
 def annotate(subsegment: Any, **annotations: str | int | float | bool) -> None:

@@ -43,7 +43,7 @@ def _accept_sort_in_bulk_updates() -> None:
 
     add_update._accepts_sort = True  # type: ignore[attr-defined]
     add_update._original = original  # type: ignore[attr-defined]
-    BulkOperationBuilder.add_update = add_update
+    BulkOperationBuilder.add_update = add_update  # type: ignore[method-assign]
 
 
 def _look_up_by_id() -> None:
@@ -62,7 +62,7 @@ def _look_up_by_id() -> None:
         return original(self, filter)
 
     _iter_documents._looks_up_by_id = True  # type: ignore[attr-defined]
-    Collection._iter_documents = _iter_documents
+    Collection._iter_documents = _iter_documents  # type: ignore[method-assign]
 
 
 def embedded_client() -> Any:

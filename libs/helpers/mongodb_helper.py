@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, ConfigurationError, PyMongoError, ServerSelectionTimeoutError
 
-from libs.errors import StoreUnavailable
+from libs.errors import StoreUnavailable, StoreUnreachable
 from libs.helpers.constants_helper import Settings, get_settings
 from libs.models.history import History, documents_to_history
 from libs.request import RiskRequest
@@ -33,6 +33,17 @@ HISTORY_INDEX_NAME = "coin_id_1_timestamp_1"
 WRITE_BATCH_SIZE = 1_000
 
 _client: Any = None
+
+
+def store_error(doing: str, exc: PyMongoError) -> StoreUnavailable:
+    """The service's error for a driver error: unreachable (no server answered) or unavailable.
+
+    Telling them apart matters to the batch: once no server can be selected
+    (or an Atlas SRV name does not resolve), every later message of the batch
+    would wait the same selection timeout, so the batch lists them at once.
+    """
+    error = StoreUnreachable if isinstance(exc, ServerSelectionTimeoutError | ConfigurationError) else StoreUnavailable
+    return error(f"{doing}: {type(exc).__name__}: {exc}")
 
 
 def get_client(settings: Settings | None = None) -> Any:
@@ -54,7 +65,7 @@ def get_client(settings: Settings | None = None) -> Any:
                 tz_aware=False,
             )
         except PyMongoError as exc:
-            raise StoreUnavailable(f"could not set up the client: {type(exc).__name__}: {exc}") from None
+            raise store_error("could not set up the client", exc) from None
     return _client
 
 
@@ -119,7 +130,7 @@ class DriverReader:
             cursor = self._collection.find(query, projection)
             yield from cursor
         except PyMongoError as exc:
-            raise StoreUnavailable(f"reading history failed: {type(exc).__name__}: {exc}") from None
+            raise store_error("reading history failed", exc) from None
 
 
 def _data_api_reader(settings: Settings) -> Reader:
@@ -211,7 +222,7 @@ def write_updates(collection: Collection, updates: Iterable[UpdateOne]) -> int:
                 f" rejected ({first[:200]})"
             ) from None
         except PyMongoError as exc:
-            raise StoreUnavailable(f"writing flags failed: {type(exc).__name__}: {exc}") from None
+            raise store_error("writing flags failed", exc) from None
         matched += result.matched_count
     return matched
 

@@ -64,7 +64,7 @@ class DataApiServer:
     def url(self) -> str:
         assert self._httpd is not None, "start() the server first"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> DataApiServer:
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))

@@ -16,6 +16,7 @@ redelivered, and finally dead-lettered, within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -165,14 +166,19 @@ class ProgressLine:
 
 @contextmanager
 def function_log_to(path: Path | None) -> Iterator[None]:
-    """Send the function's JSON log lines to ``path`` (None leaves them on stderr)."""
+    """Send the function's output to ``path`` (None leaves it where it goes: stderr and stdout).
+
+    The function writes JSON log lines through its logger and EMF metric
+    blobs to standard output, as in Lambda, where both end in its log group;
+    here both go to the one log file, so the demo's standard output is its report.
+    """
     if path is None:
         yield
         return
     from libs.observability import logs_to
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as log_file, logs_to(log_file):
+    with path.open("w") as log_file, logs_to(log_file), contextlib.redirect_stdout(log_file):
         yield
 
 
@@ -210,7 +216,8 @@ def run_demo(
 ) -> DemoReport:
     """Run the whole pipeline on ``collection`` (the embedded store) and report what happened."""
     started = time.monotonic()
-    report = DemoReport(queue=load_queue_settings(), visibility_timeout_seconds=options.visibility_timeout_seconds)
+    queue = load_queue_settings()
+    report = DemoReport(queue=queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
     documents, planted = synthetic_documents(
         coins=options.coins, days=options.days, per_day=options.per_day, seed=options.seed
     )
@@ -224,7 +231,7 @@ def run_demo(
     with LocalSqsEndpoint() as endpoint, function_log_to(report.function_log):
         report.endpoint_url = endpoint.url
         client = sqs_client(endpoint.url)
-        queues = create_queues(client, report.queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
+        queues = create_queues(client, queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
         coins = sorted({doc["coin_id"] for doc in documents})
         latest = request_bodies(
             coins, options.coins_per_message, {"as_of": as_of.isoformat(), "request_id": "demo-latest"}
@@ -256,9 +263,9 @@ def run_demo(
             client,
             queues.url,
             handler=handler,
-            batch_size=report.queue.batch_size,
-            batching_window_seconds=report.queue.maximum_batching_window_seconds,
-            function_timeout_ms=report.queue.function_timeout_ms,
+            batch_size=queue.batch_size,
+            batching_window_seconds=queue.maximum_batching_window_seconds,
+            function_timeout_ms=queue.function_timeout_ms,
             on_batch=on_batch,
         )
         report.poll = poller.run(until_empty=True, max_seconds=POLL_LIMIT_SECONDS)

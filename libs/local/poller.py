@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs.local.function import load_handler
 from libs.local.lambda_context import LocalContext
 from libs.local.sqs_endpoint import queue_arn, queue_counts
 
@@ -120,9 +121,7 @@ class Poller:
         on_batch: Callable[[PollStats], None] | None = None,
     ) -> None:
         if handler is None:
-            import handler as function  # reads the function's configuration: a cold start
-
-            handler = function.handler
+            handler = load_handler()  # the deployed entry point; importing it is the cold start
         self._client = client
         self._queue_url = queue_url
         self._handler = handler

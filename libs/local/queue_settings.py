@@ -78,7 +78,7 @@ def _short_tag(loader: _Loader, suffix: str, node: yaml.Node) -> CloudFormationT
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return CloudFormationTag(f"!{suffix}", value)
 
 

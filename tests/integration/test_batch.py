@@ -13,7 +13,7 @@ from tests.fakes.sqs import failed_ids, sqs_event, sqs_record
 def _recording_handler(fail_on: set[str] = frozenset()):
     seen: list[str] = []
 
-    def handle(record):
+    def handle(record, budget):
         seen.append(record.message_id)
         if record.message_id in fail_on:
             raise InvalidRequest("body", "boom")
@@ -29,7 +29,7 @@ def test_every_record_is_handed_over_in_order_and_failures_are_listed():
 
 
 def test_unexpected_exceptions_fail_only_their_record():
-    def handle(record):
+    def handle(record, budget):
         if record.message_id == "msg-0":
             raise ZeroDivisionError("model crashed")
 

@@ -19,9 +19,9 @@ from pymongo.errors import BulkWriteError, ConfigurationError
 from pymongo.synchronous import srv_resolver
 
 import handler
-from libs import processor
 from libs.helpers import constants_helper, mongodb_helper
 from libs.local.lambda_context import LocalContext
+from libs.models import model
 from libs.synthetic import synthetic_documents
 from tests.fakes.network import closed_port
 from tests.fakes.reference import expected_entry, usable_number
@@ -77,8 +77,8 @@ def unreachable_database(monkeypatch, real_driver_configuration):
     return configure(monkeypatch, MONGODB_URI=f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true")
 
 
-def test_an_unreachable_database_fails_every_message_within_the_selection_timeout(unreachable_database, json_logs):
-    # given a batch of three valid messages and one invalid one, and no database listening
+def test_an_unreachable_database_fails_the_batch_in_about_one_selection_timeout(unreachable_database, json_logs):
+    # given a batch of four messages (one of them invalid), and no database listening
     writes = unreachable_database
     event = sqs_event(
         {"as_of": END.isoformat()},
@@ -92,18 +92,33 @@ def test_an_unreachable_database_fails_every_message_within_the_selection_timeou
     response = handler.handler(event, LocalContext())
     elapsed = time.monotonic() - started
 
-    # then every message is listed, none hung (each gave up after about the selection timeout), nothing was written
+    # then every message is listed and nothing was written
     assert failed_ids(response) == ["msg-0", "msg-1", "msg-2", "msg-3"]
-    database_messages = 3
-    assert elapsed < database_messages * (10 * SELECTION_TIMEOUT_MS / 1000) + 5, f"took {elapsed:.1f} s"
     assert writes == []
-    # and each failure is logged with its messageId and the reason
-    for message_id in ("msg-0", "msg-1", "msg-3"):
+    # and only the first waited for a server: it is logged with the driver's error, as an unreachable store
+    [first] = lines_about(json_logs, "msg-0")
+    assert first["level"] == "ERROR" and first["message"] == "message failed" and first["failure"] == "store"
+    assert first["reason"].startswith("StoreUnreachable: reading history failed: ServerSelectionTimeoutError")
+    # and the rest were listed at once, naming the outage; the invalid one is still rejected for what it is
+    for message_id in ("msg-1", "msg-3"):
         [line] = lines_about(json_logs, message_id)
-        assert line["level"] == "ERROR" and line["message"] == "message failed"
-        assert "StoreUnavailable" in line["reason"] and "ServerSelectionTimeoutError" in line["reason"]
+        assert line["failure"] == "store" and "not started: the database was unreachable" in line["reason"]
     [rejected] = lines_about(json_logs, "msg-2")
     assert rejected["message"] == "message rejected" and rejected["key"] == "periods"
+    # one selection timeout, not four (a bound far above one, far below four)
+    assert elapsed < 2.5 * (10 * SELECTION_TIMEOUT_MS / 1000) + 3, f"took {elapsed:.1f} s"
+
+
+def test_after_an_outage_a_new_batch_tries_the_database_again(unreachable_database, json_logs):
+    # given a batch that found the database unreachable
+    handler.handler(sqs_event({"as_of": END.isoformat()}), LocalContext())
+
+    # when the next invocation arrives
+    handler.handler(sqs_event({"as_of": END.isoformat()}, {"coin_ids": ["x"]}), LocalContext())
+
+    # then its first message tried the server again (the outage is remembered for one batch only)
+    reasons = [line["reason"] for line in json_logs.errors() if line.get("message_id") == "msg-0"]
+    assert len(reasons) == 2 and all("ServerSelectionTimeoutError" in reason for reason in reasons)
 
 
 def test_an_atlas_host_whose_srv_record_does_not_resolve_fails_each_message_as_a_store_outage(
@@ -128,9 +143,11 @@ def test_an_atlas_host_whose_srv_record_does_not_resolve_fails_each_message_as_a
 
     # then both are listed as store outages (retried by SQS), logged without a traceback, and nothing was written
     assert failed_ids(response) == ["msg-0", "msg-1"]
-    for message_id in ("msg-0", "msg-1"):
-        [line] = lines_about(json_logs, message_id)
-        assert line["reason"].startswith("StoreUnavailable: could not set up the client: ConfigurationError")
+    [first] = lines_about(json_logs, "msg-0")
+    assert first["reason"].startswith("StoreUnreachable: could not set up the client: ConfigurationError")
+    [second] = lines_about(json_logs, "msg-1")
+    assert "not started: the database was unreachable" in second["reason"]
+    for line in (first, second):
         assert "exception" not in line
     assert writes == []
 
@@ -262,14 +279,14 @@ def test_when_the_time_budget_runs_out_mid_batch_the_unstarted_messages_are_list
 def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four_coins, monkeypatch, json_logs):
     # given a model that crashes on coin-0001's data only
     store = four_coins
-    real_judge_signal = processor.judge_signal
+    real_judge_signal = model.judge_signal
 
     def crashing_judge_signal(frame, rows, signal, params):
         if "coin-0001" in set(frame["coin_id"]):
             raise FloatingPointError("model blew up")
         return real_judge_signal(frame, rows, signal, params)
 
-    monkeypatch.setattr(processor, "judge_signal", crashing_judge_signal)
+    monkeypatch.setattr(model, "judge_signal", crashing_judge_signal)  # what signal_judges calls
     bodies = [{"as_of": END.isoformat(), "coin_ids": [f"coin-{i:04d}"]} for i in range(4)]
 
     # when the handler runs a batch with one message per coin
@@ -284,6 +301,6 @@ def test_a_crash_inside_the_model_for_one_message_does_not_touch_the_others(four
     # and the others' flags are exactly what a batch without the crashing message writes
     with_crash = flags_without_time(store)
     store.update_many({}, {"$unset": {"anomalies": ""}})
-    monkeypatch.setattr(processor, "judge_signal", real_judge_signal)
+    monkeypatch.setattr(model, "judge_signal", real_judge_signal)
     assert handler.handler(sqs_event(bodies[0], bodies[2], bodies[3]), LocalContext()) == {"batchItemFailures": []}
     assert flags_without_time(store) == with_crash

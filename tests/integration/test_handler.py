@@ -240,3 +240,45 @@ def test_a_bad_configuration_stops_the_function_at_cold_start_naming_the_variabl
     )
     assert result.returncode != 0
     assert "ANOMALY_PERIODS" in result.stderr and "ConfigError" in result.stderr
+
+
+class _OnlyRemainingTime:
+    """A context with nothing but the remaining time, as some test harnesses and wrappers pass."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.mark.parametrize("context", [None, object()], ids=["None", "bare object"])
+def test_a_handler_called_without_a_lambda_context_still_answers_with_no_budget(seeded, context, json_logs):
+    # given a batch with a valid and an invalid message, and a context Powertools cannot read
+    event = sqs_event({"as_of": END.isoformat()}, {"periods": [0]})
+
+    # when the handler runs
+    response = handler.handler(event, context)
+
+    # then it answers the partial batch response: the valid message was processed (no budget held it back)
+    assert failed_ids(response) == ["msg-1"]
+    store, _ = seeded
+    assert store.count_documents({"anomalies": {"$exists": True}}) == 4
+    # and the log lines carry placeholders for the context's fields
+    [processed] = [line for line in json_logs.lines() if line["message"] == "message processed"]
+    assert processed["function_name"] == "unknown" and processed["function_request_id"] == "unknown"
+
+
+def test_a_context_with_only_the_remaining_time_keeps_its_budget(seeded, json_logs):
+    # given a context that has only get_remaining_time_in_millis, with less left than the margin
+    event = sqs_event({"as_of": END.isoformat()}, {"as_of": END.isoformat(), "coin_ids": ["coin-0001"]})
+
+    # when the handler runs with 20 s left, then with 1 s left
+    roomy = handler.handler(event, _OnlyRemainingTime(20_000))
+    tight = handler.handler(event, _OnlyRemainingTime(1_000))
+
+    # then the first batch was processed, and the second left for retry (the budget was read from the context)
+    assert roomy == {"batchItemFailures": []}
+    assert failed_ids(tight) == ["msg-0", "msg-1"]
+    reasons = {line["reason"] for line in json_logs.lines() if line.get("failure") == "time_budget"}
+    assert reasons == {"not started: 1000 ms left, below ANOMALY_TIME_MARGIN_MS=15000"}
