@@ -2,7 +2,7 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 # Each creates .venv and installs the pinned requirements when they are missing or changed.
 # `make package` also needs Node.js (npm): it installs the pinned Serverless Framework with npm ci,
-# packages serverless.yml offline, lints the CloudFormation and checks it (README "Deploy").
+# packages serverless.yml offline, lints the CloudFormation and checks it (docs/deploy.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -200,7 +200,7 @@ def main() -> int:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The README's table, from a results dict."""
+    """The table of docs/performance.md, from a results dict."""
     memory = results["memory"]
     rows = [
         (

@@ -424,7 +424,7 @@ def test_a_secret_named_by_ssm_parameter_is_read_from_ssm_when_packaging(sls):
         "--param=MONGODB_URI_SSM_PARAMETER=/crypto-risk-anomaly/dev/mongodb-uri",
         env=no_credentials,
     )
-    # then the framework went to SSM for it, which needs credentials at package time (README "Secrets")
+    # then the framework went to SSM for it, which needs credentials at package time (docs/deploy.md, "Secrets")
     assert run.returncode != 0
     output = run.stdout + run.stderr
     assert 'Cannot resolve variable at "custom.secrets"' in output and "credentials" in output
