@@ -14,18 +14,31 @@ Why it pages: an endpoint answers one ``find`` with a bounded number of
 documents. The reader sorts by ``(timestamp, _id)`` and asks for the documents
 after the last key it holds until a page comes back empty, so every document
 arrives exactly once however many share a timestamp and whatever cap the
-server applies below the requested ``limit``. The key assumes ``_id`` values
-of one BSON type (ObjectIds unless a producer chose otherwise): MongoDB's
-``$gt`` does not compare across types.
+server applies below the requested ``limit``.
+
+"After the last key" must hold across ``_id`` types too (a collection may mix
+ObjectIds and strings): MongoDB's comparisons never match across types, so
+``{_id: {$gt: last}}`` alone would drop every document of another type that
+shares the boundary timestamp. The next page therefore asks, at the boundary
+timestamp, for what is *not* ``<= last`` (same-type ids above it, and every id
+of another type) less the ids of another type already received there
+(:func:`after_key_filter`); that holds whatever order the server gives the
+types, and costs nothing extra when ids are of one type.
+
+Every request, its retries and its backoff are bounded by the message's store
+budget when one is active (:mod:`libs.helpers.store_budget`): running out
+raises :class:`~libs.helpers.store_budget.StoreTimeout`.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import bson
 import requests
 from bson import json_util
 from bson.errors import BSONError
@@ -106,22 +119,21 @@ class DataApiReader:
         """
         documents: list[dict[str, Any]] = []
         page_filter = query
-        last_key: tuple[datetime, Any] | None = None
+        boundary: PageBoundary | None = None
         pages = 0
         while True:
             page = self._find_page(page_filter, projection)
             pages += 1
             if not page:
                 break
-            documents.extend(page)
-            key = _page_key(page[-1])
-            if last_key is not None and not _after_key(key, last_key):
+            if boundary is not None and boundary.received(page[0]):
                 raise StoreUnavailable(
                     "the Data API endpoint does not honour the find sort or filter: a page did not move past"
                     " the previous one"
                 )
-            last_key = key
-            page_filter = after_key_filter(query, *key)
+            documents.extend(page)
+            boundary = PageBoundary.after(page, boundary)
+            page_filter = after_key_filter(query, boundary.timestamp, boundary.last_id, boundary.other_type_ids())
         logger.debug("Data API find done", extra={"pages": pages, "documents": len(documents)})
         return documents
 
@@ -197,34 +209,78 @@ class DataApiReader:
 
 
 def _page_key(document: dict[str, Any]) -> tuple[datetime, Any]:
-    timestamp, doc_id = document.get("timestamp"), document.get("_id")
-    if not isinstance(timestamp, datetime) or doc_id is None:
+    timestamp = document.get("timestamp")
+    if not isinstance(timestamp, datetime) or "_id" not in document:
         raise StoreUnavailable("a Data API page ended with a document without a date timestamp and an _id")
-    return timestamp, doc_id
+    return timestamp, document["_id"]
 
 
-def _after_key(key: tuple[datetime, Any], previous: tuple[datetime, Any]) -> bool:
+def _identity(doc_id: Any) -> Any:
+    """A hashable stand-in for an ``_id`` that tells BSON types apart (``True`` is not ``1`` there)."""
+    if isinstance(doc_id, float) and doc_id != doc_id:
+        return ("NaN",)
     try:
-        return key > previous
-    except TypeError:
-        raise StoreUnavailable(
-            f"cannot page by _id: the collection mixes _id types ({type(previous[1]).__name__},"
-            f" {type(key[1]).__name__})"
-        ) from None
+        hash(doc_id)
+    except TypeError:  # a document or a Decimal128 _id: its encoding names it
+        return bson.encode({"": doc_id})
+    return (type(doc_id) is bool, doc_id)
 
 
-def after_key_filter(query: dict[str, Any], timestamp: datetime, doc_id: Any) -> dict[str, Any]:
-    """``query`` restricted to documents sorting after ``(timestamp, doc_id)``.
+@dataclass
+class PageBoundary:
+    """Where the last page ended: its timestamp, its last ``_id``, and every ``_id`` received at that timestamp."""
 
-    The ``$gte`` clause is implied by the ``$or``; it is there so that a
-    server intersects it with the query's own timestamp range and scans only
-    what is left of the index instead of the whole range on every page.
+    timestamp: datetime
+    last_id: Any
+    seen: dict[Any, Any] = field(default_factory=dict)  # identity -> _id
+
+    @classmethod
+    def after(cls, page: list[dict[str, Any]], previous: PageBoundary | None) -> PageBoundary:
+        """The boundary after ``page``; ids at a timestamp that spans pages accumulate."""
+        timestamp, last_id = _page_key(page[-1])
+        seen = previous.seen if previous is not None and previous.timestamp == timestamp else {}
+        for document in reversed(page):  # only the page's tail shares the boundary timestamp
+            if document.get("timestamp") != timestamp:
+                break
+            seen[_identity(document.get("_id"))] = document.get("_id")
+        return cls(timestamp, last_id, seen)
+
+    def received(self, document: dict[str, Any]) -> bool:
+        """Whether ``document`` sorts at or before the boundary (a server that ignored the filter sent it)."""
+        timestamp = document.get("timestamp")
+        if not isinstance(timestamp, datetime):
+            return False
+        return timestamp < self.timestamp or (
+            timestamp == self.timestamp and _identity(document.get("_id")) in self.seen
+        )
+
+    def other_type_ids(self) -> list[Any]:
+        """Ids received at the boundary timestamp whose type differs from the last one's."""
+        kind = type(self.last_id)
+        return [doc_id for doc_id in self.seen.values() if type(doc_id) is not kind]
+
+
+def after_key_filter(
+    query: dict[str, Any], timestamp: datetime, doc_id: Any, received_other_types: list[Any] | None = None
+) -> dict[str, Any]:
+    """``query`` restricted to documents sorting after ``(timestamp, doc_id)``, across ``_id`` types.
+
+    At ``timestamp`` a document comes next when its ``_id`` is not ``<= doc_id``:
+    MongoDB compares only within a type, so that is the same-type ids above
+    ``doc_id`` and every id of another type; the other-type ids already
+    received there (``received_other_types``) are excluded by name. The
+    ``$gte`` clause is implied by the ``$or``; it is there so that a server
+    intersects it with the query's own timestamp range and scans only what is
+    left of the index instead of the whole range on every page.
     """
+    tie: dict[str, Any] = {"timestamp": timestamp, "$nor": [{"_id": {"$lte": doc_id}}]}
+    if received_other_types:
+        tie["_id"] = {"$nin": received_other_types}
     return {
         "$and": [
             query,
             {"timestamp": {"$gte": timestamp}},
-            {"$or": [{"timestamp": {"$gt": timestamp}}, {"timestamp": timestamp, "_id": {"$gt": doc_id}}]},
+            {"$or": [{"timestamp": {"$gt": timestamp}}, tie]},
         ]
     }
 
