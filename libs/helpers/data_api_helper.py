@@ -46,6 +46,7 @@ from bson.json_util import JSONOptions
 
 from libs.errors import StoreUnavailable
 from libs.helpers.constants_helper import Settings
+from libs.helpers.store_budget import budget_expired, remaining_s, timeout_error
 from libs.observability import logger, tracer
 
 #: Requests go out as relaxed Extended JSON: dates as {"$date": "…Z"}, ObjectIds as {"$oid": …}.
@@ -58,6 +59,10 @@ PAGE_SORT = {"timestamp": 1, "_id": 1}
 RETRIED_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 #: How much of an error body goes into an error message.
 BODY_EXCERPT_CHARS = 200
+#: Bytes read at a time from an answer (the store budget is checked between reads).
+BODY_CHUNK_BYTES = 1 << 18
+#: What a Data API request is doing, for the store budget's error.
+DOING = "reading history over the Data API"
 
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_BACKOFF_S = 0.25
@@ -73,7 +78,13 @@ class DataApiReader:
     connections are retried up to ``max_attempts`` times with exponential
     backoff (jittered, capped at ``max_backoff_s``, a numeric ``Retry-After``
     honoured within the cap). A message therefore waits at most about
-    ``max_attempts × timeout + Σ backoff`` per page before it fails.
+    ``max_attempts × timeout + Σ backoff`` per page before it fails, and never
+    longer than its store budget: under
+    :func:`~libs.helpers.store_budget.store_budget` each request's timeout is
+    cut to the time left, the body is read in chunks that stop at the deadline
+    (a server trickling bytes cannot hold a read open past it by more than one
+    read timeout), and a backoff that would end past the deadline is not
+    slept: :class:`~libs.helpers.store_budget.StoreTimeout` is raised instead.
     """
 
     def __init__(
@@ -151,27 +162,39 @@ class DataApiReader:
         failure = ""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
+            timeout_s = self._request_timeout_s(failure)
             try:
-                response = self._session.post(self.endpoint, data=body, timeout=self._timeout_s, allow_redirects=False)
+                response = self._session.post(
+                    self.endpoint, data=body, timeout=timeout_s, allow_redirects=False, stream=True
+                )
+                try:
+                    content = self._read_body(response)
+                finally:
+                    response.close()
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 failure = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                if budget_expired():
+                    raise timeout_error(DOING, failure) from None
             except requests.RequestException as exc:
                 raise StoreUnavailable(f"Data API find failed: {type(exc).__name__}: {self._scrub(str(exc))}") from None
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return self._documents(response)
+                    return self._documents(status, content)
                 if status in (401, 403):
                     raise StoreUnavailable(
                         f"Data API refused the request (HTTP {status}): check MONGODB_RSKYCLUSTER_DATA_API_KEY and"
                         " the key's access to the data source, database and collection"
                     )
                 if status not in RETRIED_STATUSES:
-                    raise StoreUnavailable(f"Data API find failed: HTTP {status}: {self._excerpt(response)}")
-                failure = f"HTTP {status}: {self._excerpt(response)}"
+                    raise StoreUnavailable(f"Data API find failed: HTTP {status}: {self._excerpt(content)}")
+                failure = f"HTTP {status}: {self._excerpt(content)}"
                 retry_after = _retry_after_s(response)
             if attempt < self._max_attempts:
                 delay = self._delay_s(attempt, retry_after)
+                left = remaining_s()
+                if left is not None and delay >= left:
+                    raise timeout_error(DOING, f"no time left to retry after {failure}")
                 logger.warning(
                     "Data API find retried",
                     extra={"attempt": attempt, "reason": failure, "retry_in_ms": round(delay * 1000)},
@@ -179,28 +202,46 @@ class DataApiReader:
                 time.sleep(delay)
         raise StoreUnavailable(f"Data API find failed after {self._max_attempts} attempts: {failure}")
 
+    def _request_timeout_s(self, failure: str) -> float:
+        """The configured timeout, cut to what is left of the store budget (StoreTimeout when nothing is)."""
+        left = remaining_s()
+        if left is None:
+            return self._timeout_s
+        if left <= 0:
+            raise timeout_error(DOING, f"after {failure}" if failure else "")
+        return min(self._timeout_s, left)
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The whole body, read in chunks; stops with StoreTimeout once the store budget has run out."""
+        chunks = []
+        for chunk in response.iter_content(chunk_size=BODY_CHUNK_BYTES):
+            chunks.append(chunk)
+            if budget_expired():
+                raise timeout_error(DOING, f"HTTP {response.status_code} body still arriving")
+        return b"".join(chunks)
+
     def _delay_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._max_backoff_s)
         ceiling = min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _documents(self, response: requests.Response) -> list[dict[str, Any]]:
+    def _documents(self, status: int, content: bytes) -> list[dict[str, Any]]:
         # JSON is UTF-8 (RFC 8259); response.text would guess the charset of a large body instead.
         try:
-            payload = json_util.loads(response.content.decode("utf-8"), json_options=RESPONSE_JSON_OPTIONS)
+            payload = json_util.loads(content.decode("utf-8"), json_options=RESPONSE_JSON_OPTIONS)
         except (ValueError, TypeError, KeyError, OverflowError, BSONError) as exc:
             raise StoreUnavailable(
-                f"Data API answered HTTP {response.status_code} with a body that is not Extended JSON"
-                f" ({type(exc).__name__}): {self._excerpt(response)}"
+                f"Data API answered HTTP {status} with a body that is not Extended JSON"
+                f" ({type(exc).__name__}): {self._excerpt(content)}"
             ) from None
         documents = payload.get("documents") if isinstance(payload, dict) else None
         if not isinstance(documents, list) or not all(isinstance(doc, dict) for doc in documents):
-            raise StoreUnavailable(f"Data API answered without a list of documents: {self._excerpt(response)}")
+            raise StoreUnavailable(f"Data API answered without a list of documents: {self._excerpt(content)}")
         return documents
 
-    def _excerpt(self, response: requests.Response) -> str:
-        text = response.content[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    def _excerpt(self, content: bytes) -> str:
+        text = content[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
         return self._scrub(" ".join(text.split())[:BODY_EXCERPT_CHARS]) or "<empty body>"
 
     def _scrub(self, text: str) -> str:
