@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from libs.budget import UNBOUNDED, Budget
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
+from libs.helpers.store_budget import store_budget
 from libs.models.history import History
 from libs.models.model import ModelParams, concat_results, judged_mask, signal_judges
 from libs.observability import annotate, message_segment, service_name, tag_request
@@ -54,7 +55,10 @@ def process_message(
 ) -> MessageSummary:
     """Validate, load, judge and write one message. Raises a :mod:`libs.errors` error on failure.
 
-    Traced as a ``## message`` subsegment holding one subsegment per step,
+    Every store operation (load and write) is bounded by what is left of
+    ``budget`` (:func:`~libs.helpers.store_budget.store_budget`), so a slow
+    store fails the message with :class:`~libs.errors.StoreTimeout` before
+    the invocation's deadline. Traced as a ``## message`` subsegment holding one subsegment per step,
     and inside ``## model`` one per signal; MongoDB commands nest under
     ``## load`` and ``## write``.
     """
@@ -69,7 +73,7 @@ def process_message(
         annotate(segment, **summary.labels)
         segment.put_metadata("request", summary.request, service_name())
 
-        with step(summary, "load") as load:
+        with step(summary, "load") as load, store_budget(budget.remaining_s()):
             budget.check_store()
             history = load_history(request, settings, reader)
             summary.documents_read, summary.documents_skipped = history.read, history.skipped
@@ -79,7 +83,7 @@ def process_message(
             judged_rows, results = judge(request, history, settings, summary)
             annotate(model, observations=len(judged_rows), anomalies=summary.anomalies_total)
 
-        with step(summary, "write") as write:
+        with step(summary, "write") as write, store_budget(budget.remaining_s()):
             updates = build_updates(history.frame, judged_rows, results, evaluated_at=now)
             target = collection if collection is not None else get_collection(settings)
             summary.documents_written = write_updates(target, updates)

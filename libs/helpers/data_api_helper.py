@@ -14,18 +14,31 @@ Why it pages: an endpoint answers one ``find`` with a bounded number of
 documents. The reader sorts by ``(timestamp, _id)`` and asks for the documents
 after the last key it holds until a page comes back empty, so every document
 arrives exactly once however many share a timestamp and whatever cap the
-server applies below the requested ``limit``. The key assumes ``_id`` values
-of one BSON type (ObjectIds unless a producer chose otherwise): MongoDB's
-``$gt`` does not compare across types.
+server applies below the requested ``limit``.
+
+"After the last key" must hold across ``_id`` types too (a collection may mix
+ObjectIds and strings): MongoDB's comparisons never match across types, so
+``{_id: {$gt: last}}`` alone would drop every document of another type that
+shares the boundary timestamp. The next page therefore asks, at the boundary
+timestamp, for what is *not* ``<= last`` (same-type ids above it, and every id
+of another type) less the ids of another type already received there
+(:func:`after_key_filter`); that holds whatever order the server gives the
+types, and costs nothing extra when ids are of one type.
+
+Every request, its retries and its backoff are bounded by the message's store
+budget when one is active (:mod:`libs.helpers.store_budget`): running out
+raises :class:`~libs.errors.StoreTimeout`.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import bson
 import requests
 from bson import json_util
 from bson.errors import BSONError
@@ -33,6 +46,7 @@ from bson.json_util import JSONOptions
 
 from libs.errors import StoreUnavailable
 from libs.helpers.constants_helper import Settings
+from libs.helpers.store_budget import budget_expired, remaining_s, timeout_error
 from libs.observability import logger, tracer
 
 #: Requests go out as relaxed Extended JSON: dates as {"$date": "…Z"}, ObjectIds as {"$oid": …}.
@@ -45,6 +59,10 @@ PAGE_SORT = {"timestamp": 1, "_id": 1}
 RETRIED_STATUSES = frozenset({429}) | frozenset(range(500, 600))
 #: How much of an error body goes into an error message.
 BODY_EXCERPT_CHARS = 200
+#: Bytes read at a time from an answer (the store budget is checked between reads).
+BODY_CHUNK_BYTES = 1 << 18
+#: What a Data API request is doing, for the store budget's error.
+DOING = "reading history over the Data API"
 
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_BACKOFF_S = 0.25
@@ -60,7 +78,13 @@ class DataApiReader:
     connections are retried up to ``max_attempts`` times with exponential
     backoff (jittered, capped at ``max_backoff_s``, a numeric ``Retry-After``
     honoured within the cap). A message therefore waits at most about
-    ``max_attempts × timeout + Σ backoff`` per page before it fails.
+    ``max_attempts × timeout + Σ backoff`` per page before it fails, and never
+    longer than its store budget: under
+    :func:`~libs.helpers.store_budget.store_budget` each request's timeout is
+    cut to the time left, the body is read in chunks that stop at the deadline
+    (a server trickling bytes cannot hold a read open past it by more than one
+    read timeout), and a backoff that would end past the deadline is not
+    slept: :class:`~libs.errors.StoreTimeout` is raised instead.
     """
 
     def __init__(
@@ -106,22 +130,21 @@ class DataApiReader:
         """
         documents: list[dict[str, Any]] = []
         page_filter = query
-        last_key: tuple[datetime, Any] | None = None
+        boundary: PageBoundary | None = None
         pages = 0
         while True:
             page = self._find_page(page_filter, projection)
             pages += 1
             if not page:
                 break
-            documents.extend(page)
-            key = _page_key(page[-1])
-            if last_key is not None and not _after_key(key, last_key):
+            if boundary is not None and boundary.received(page[0]):
                 raise StoreUnavailable(
                     "the Data API endpoint does not honour the find sort or filter: a page did not move past"
                     " the previous one"
                 )
-            last_key = key
-            page_filter = after_key_filter(query, *key)
+            documents.extend(page)
+            boundary = PageBoundary.after(page, boundary)
+            page_filter = after_key_filter(query, boundary.timestamp, boundary.last_id, boundary.other_type_ids())
         logger.debug("Data API find done", extra={"pages": pages, "documents": len(documents)})
         return documents
 
@@ -139,27 +162,39 @@ class DataApiReader:
         failure = ""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
+            timeout_s = self._request_timeout_s(failure)
             try:
-                response = self._session.post(self.endpoint, data=body, timeout=self._timeout_s, allow_redirects=False)
+                response = self._session.post(
+                    self.endpoint, data=body, timeout=timeout_s, allow_redirects=False, stream=True
+                )
+                try:
+                    content = self._read_body(response)
+                finally:
+                    response.close()
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 failure = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                if budget_expired():
+                    raise timeout_error(DOING, failure) from None
             except requests.RequestException as exc:
                 raise StoreUnavailable(f"Data API find failed: {type(exc).__name__}: {self._scrub(str(exc))}") from None
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return self._documents(response)
+                    return self._documents(status, content)
                 if status in (401, 403):
                     raise StoreUnavailable(
                         f"Data API refused the request (HTTP {status}): check MONGODB_RSKYCLUSTER_DATA_API_KEY and"
                         " the key's access to the data source, database and collection"
                     )
                 if status not in RETRIED_STATUSES:
-                    raise StoreUnavailable(f"Data API find failed: HTTP {status}: {self._excerpt(response)}")
-                failure = f"HTTP {status}: {self._excerpt(response)}"
+                    raise StoreUnavailable(f"Data API find failed: HTTP {status}: {self._excerpt(content)}")
+                failure = f"HTTP {status}: {self._excerpt(content)}"
                 retry_after = _retry_after_s(response)
             if attempt < self._max_attempts:
                 delay = self._delay_s(attempt, retry_after)
+                left = remaining_s()
+                if left is not None and delay >= left:
+                    raise timeout_error(DOING, f"no time left to retry after {failure}")
                 logger.warning(
                     "Data API find retried",
                     extra={"attempt": attempt, "reason": failure, "retry_in_ms": round(delay * 1000)},
@@ -167,28 +202,46 @@ class DataApiReader:
                 time.sleep(delay)
         raise StoreUnavailable(f"Data API find failed after {self._max_attempts} attempts: {failure}")
 
+    def _request_timeout_s(self, failure: str) -> float:
+        """The configured timeout, cut to what is left of the store budget (StoreTimeout when nothing is)."""
+        left = remaining_s()
+        if left is None:
+            return self._timeout_s
+        if left <= 0:
+            raise timeout_error(DOING, f"after {failure}" if failure else "")
+        return min(self._timeout_s, left)
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The whole body, read in chunks; stops with StoreTimeout once the store budget has run out."""
+        chunks = []
+        for chunk in response.iter_content(chunk_size=BODY_CHUNK_BYTES):
+            chunks.append(chunk)
+            if budget_expired():
+                raise timeout_error(DOING, f"HTTP {response.status_code} body still arriving")
+        return b"".join(chunks)
+
     def _delay_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self._max_backoff_s)
         ceiling = min(self._backoff_s * 2 ** (attempt - 1), self._max_backoff_s)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _documents(self, response: requests.Response) -> list[dict[str, Any]]:
+    def _documents(self, status: int, content: bytes) -> list[dict[str, Any]]:
         # JSON is UTF-8 (RFC 8259); response.text would guess the charset of a large body instead.
         try:
-            payload = json_util.loads(response.content.decode("utf-8"), json_options=RESPONSE_JSON_OPTIONS)
+            payload = json_util.loads(content.decode("utf-8"), json_options=RESPONSE_JSON_OPTIONS)
         except (ValueError, TypeError, KeyError, OverflowError, BSONError) as exc:
             raise StoreUnavailable(
-                f"Data API answered HTTP {response.status_code} with a body that is not Extended JSON"
-                f" ({type(exc).__name__}): {self._excerpt(response)}"
+                f"Data API answered HTTP {status} with a body that is not Extended JSON"
+                f" ({type(exc).__name__}): {self._excerpt(content)}"
             ) from None
         documents = payload.get("documents") if isinstance(payload, dict) else None
         if not isinstance(documents, list) or not all(isinstance(doc, dict) for doc in documents):
-            raise StoreUnavailable(f"Data API answered without a list of documents: {self._excerpt(response)}")
+            raise StoreUnavailable(f"Data API answered without a list of documents: {self._excerpt(content)}")
         return documents
 
-    def _excerpt(self, response: requests.Response) -> str:
-        text = response.content[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    def _excerpt(self, content: bytes) -> str:
+        text = content[: BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
         return self._scrub(" ".join(text.split())[:BODY_EXCERPT_CHARS]) or "<empty body>"
 
     def _scrub(self, text: str) -> str:
@@ -197,34 +250,78 @@ class DataApiReader:
 
 
 def _page_key(document: dict[str, Any]) -> tuple[datetime, Any]:
-    timestamp, doc_id = document.get("timestamp"), document.get("_id")
-    if not isinstance(timestamp, datetime) or doc_id is None:
+    timestamp = document.get("timestamp")
+    if not isinstance(timestamp, datetime) or "_id" not in document:
         raise StoreUnavailable("a Data API page ended with a document without a date timestamp and an _id")
-    return timestamp, doc_id
+    return timestamp, document["_id"]
 
 
-def _after_key(key: tuple[datetime, Any], previous: tuple[datetime, Any]) -> bool:
+def _identity(doc_id: Any) -> Any:
+    """A hashable stand-in for an ``_id`` that tells BSON types apart (``True`` is not ``1`` there)."""
+    if isinstance(doc_id, float) and doc_id != doc_id:
+        return ("NaN",)
     try:
-        return key > previous
-    except TypeError:
-        raise StoreUnavailable(
-            f"cannot page by _id: the collection mixes _id types ({type(previous[1]).__name__},"
-            f" {type(key[1]).__name__})"
-        ) from None
+        hash(doc_id)
+    except TypeError:  # a document or a Decimal128 _id: its encoding names it
+        return bson.encode({"": doc_id})
+    return (type(doc_id) is bool, doc_id)
 
 
-def after_key_filter(query: dict[str, Any], timestamp: datetime, doc_id: Any) -> dict[str, Any]:
-    """``query`` restricted to documents sorting after ``(timestamp, doc_id)``.
+@dataclass
+class PageBoundary:
+    """Where the last page ended: its timestamp, its last ``_id``, and every ``_id`` received at that timestamp."""
 
-    The ``$gte`` clause is implied by the ``$or``; it is there so that a
-    server intersects it with the query's own timestamp range and scans only
-    what is left of the index instead of the whole range on every page.
+    timestamp: datetime
+    last_id: Any
+    seen: dict[Any, Any] = field(default_factory=dict)  # identity -> _id
+
+    @classmethod
+    def after(cls, page: list[dict[str, Any]], previous: PageBoundary | None) -> PageBoundary:
+        """The boundary after ``page``; ids at a timestamp that spans pages accumulate."""
+        timestamp, last_id = _page_key(page[-1])
+        seen = previous.seen if previous is not None and previous.timestamp == timestamp else {}
+        for document in reversed(page):  # only the page's tail shares the boundary timestamp
+            if document.get("timestamp") != timestamp:
+                break
+            seen[_identity(document.get("_id"))] = document.get("_id")
+        return cls(timestamp, last_id, seen)
+
+    def received(self, document: dict[str, Any]) -> bool:
+        """Whether ``document`` sorts at or before the boundary (a server that ignored the filter sent it)."""
+        timestamp = document.get("timestamp")
+        if not isinstance(timestamp, datetime):
+            return False
+        return timestamp < self.timestamp or (
+            timestamp == self.timestamp and _identity(document.get("_id")) in self.seen
+        )
+
+    def other_type_ids(self) -> list[Any]:
+        """Ids received at the boundary timestamp whose type differs from the last one's."""
+        kind = type(self.last_id)
+        return [doc_id for doc_id in self.seen.values() if type(doc_id) is not kind]
+
+
+def after_key_filter(
+    query: dict[str, Any], timestamp: datetime, doc_id: Any, received_other_types: list[Any] | None = None
+) -> dict[str, Any]:
+    """``query`` restricted to documents sorting after ``(timestamp, doc_id)``, across ``_id`` types.
+
+    At ``timestamp`` a document comes next when its ``_id`` is not ``<= doc_id``:
+    MongoDB compares only within a type, so that is the same-type ids above
+    ``doc_id`` and every id of another type; the other-type ids already
+    received there (``received_other_types``) are excluded by name. The
+    ``$gte`` clause is implied by the ``$or``; it is there so that a server
+    intersects it with the query's own timestamp range and scans only what is
+    left of the index instead of the whole range on every page.
     """
+    tie: dict[str, Any] = {"timestamp": timestamp, "$nor": [{"_id": {"$lte": doc_id}}]}
+    if received_other_types:
+        tie["_id"] = {"$nin": received_other_types}
     return {
         "$and": [
             query,
             {"timestamp": {"$gte": timestamp}},
-            {"$or": [{"timestamp": {"$gt": timestamp}}, {"timestamp": timestamp, "_id": {"$gt": doc_id}}]},
+            {"$or": [{"timestamp": {"$gt": timestamp}}, tie]},
         ]
     }
 

@@ -6,7 +6,15 @@ bounded so that an unreachable database fails a message within its budget.
 Reading goes through a reader chosen by ``MONGODB_READ_BACKEND`` (the driver,
 or the Data API over HTTP); writing always goes through the driver.
 Every driver error becomes :class:`~libs.errors.StoreUnavailable`, whose
-message never carries a credential or the connection string.
+message never carries a credential or the connection string; under a
+:func:`~libs.helpers.store_budget.store_budget` an operation cut by the budget
+becomes :class:`~libs.errors.StoreTimeout` instead.
+
+Values the driver cannot decode into Python (a BSON date beyond year 9999, a
+string that is not valid UTF-8) must never fail a message (SPEC section 2):
+the scores collection is read with pymongo's own decoding options
+(:data:`READ_CODEC_OPTIONS`), which turn them into ``DatetimeMS`` and strings
+holding lone surrogates, and the loader treats those as missing or unusable.
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, ConfigurationError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from libs.errors import StoreUnavailable, StoreUnreachable
+from libs.errors import StoreUnavailable
 from libs.helpers.constants_helper import Settings, get_settings
-from libs.models.history import History, documents_to_history
+from libs.helpers.store_budget import active_budget, driver_error, timeout_error
+from libs.models.history import History, documents_to_history, usable_coin_id
 from libs.request import RiskRequest
 
 #: The index every history query is served by (SPEC section 2).
@@ -32,18 +42,18 @@ HISTORY_INDEX_NAME = "coin_id_1_timestamp_1"
 #: Operations per bulk_write call (SPEC section 5).
 WRITE_BATCH_SIZE = 1_000
 
+#: How the scores collection is decoded: as the client does (naive UTC datetimes), except that a date
+#: outside Python's range comes back as ``bson.DatetimeMS`` and the bytes of a string that is not valid
+#: UTF-8 as lone surrogates ("surrogateescape"), instead of ``InvalidBSON`` failing the whole cursor.
+#: Lone surrogates never come out of valid UTF-8, so they mark exactly the undecodable strings
+#: (pymongo's "replace" would make them indistinguishable from a stored U+FFFD).
+READ_CODEC_OPTIONS = CodecOptions(
+    tz_aware=False,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+    unicode_decode_error_handler="surrogateescape",
+)
+
 _client: Any = None
-
-
-def store_error(doing: str, exc: PyMongoError) -> StoreUnavailable:
-    """The service's error for a driver error: unreachable (no server answered) or unavailable.
-
-    Telling them apart matters to the batch: once no server can be selected
-    (or an Atlas SRV name does not resolve), every later message of the batch
-    would wait the same selection timeout, so the batch lists them at once.
-    """
-    error = StoreUnreachable if isinstance(exc, ServerSelectionTimeoutError | ConfigurationError) else StoreUnavailable
-    return error(f"{doing}: {type(exc).__name__}: {exc}")
 
 
 def get_client(settings: Settings | None = None) -> Any:
@@ -63,9 +73,10 @@ def get_client(settings: Settings | None = None) -> Any:
                 socketTimeoutMS=settings.socket_timeout_ms,
                 appname=settings.service_name,
                 tz_aware=False,
+                datetime_conversion=DatetimeConversion.DATETIME_AUTO,
             )
         except PyMongoError as exc:
-            raise store_error("could not set up the client", exc) from None
+            raise driver_error(exc, "setting up the client") from None
     return _client
 
 
@@ -80,7 +91,10 @@ def reset_client() -> None:
 def get_collection(settings: Settings | None = None) -> Collection:
     """The scores collection that the handler writes, and reads with the driver backend."""
     settings = settings or get_settings()
-    return get_client(settings)[settings.database][settings.collection]
+    database = get_client(settings)[settings.database]
+    if settings.embedded:  # nothing is decoded from bytes there
+        return database[settings.collection]
+    return database.get_collection(settings.collection, codec_options=READ_CODEC_OPTIONS)
 
 
 def ensure_indexes(collection: Collection | None = None) -> str:
@@ -130,7 +144,7 @@ class DriverReader:
             cursor = self._collection.find(query, projection)
             yield from cursor
         except PyMongoError as exc:
-            raise store_error("reading history failed", exc) from None
+            raise driver_error(exc, "reading history") from None
 
 
 def _data_api_reader(settings: Settings) -> Reader:
@@ -217,12 +231,14 @@ def write_updates(collection: Collection, updates: Iterable[UpdateOne]) -> int:
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             first = errors[0].get("errmsg", "") if errors else ""
+            if exc.timeout and active_budget() is not None:  # the server gave up at the budget's maxTimeMS
+                raise timeout_error("writing flags", f"{len(errors)} of {len(batch)} updates cut") from None
             raise StoreUnavailable(
                 f"bulk write failed: {len(errors)} of {len(batch)} updates in batch {start // WRITE_BATCH_SIZE + 1}"
                 f" rejected ({first[:200]})"
             ) from None
         except PyMongoError as exc:
-            raise store_error("writing flags failed", exc) from None
+            raise driver_error(exc, "writing flags") from None
         matched += result.matched_count
     return matched
 
@@ -234,7 +250,7 @@ def distinct_coin_ids(collection: Collection | None = None) -> list[str]:
         coins = collection.distinct("coin_id", {"coin_id": {"$gt": ""}})
     except PyMongoError as exc:
         raise StoreUnavailable(f"listing coins failed: {type(exc).__name__}: {exc}") from None
-    return sorted(coin for coin in coins if isinstance(coin, str) and coin)
+    return sorted(coin for coin in coins if usable_coin_id(coin))
 
 
 def coin_documents(collection: Collection, coin_id: str, signal: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ answering ``{"documents": [...]}`` in canonical Extended JSON when asked for
 
 Failure modes for tests: ``statuses`` answers the next requests with those
 HTTP statuses (one per request) before serving normally; ``delays_s`` holds
-the next answers back; ``max_page`` caps every answer below the requested
+the next answers back (stopping the server ends the wait and drops the answer); ``max_page`` caps every answer below the requested
 ``limit``; ``force_relaxed`` answers relaxed Extended JSON whatever is asked.
 Forced error bodies echo the api key the request presented, the worst thing a
 server can do, so tests can prove the client never repeats it.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -58,6 +57,7 @@ class DataApiServer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -67,6 +67,7 @@ class DataApiServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> DataApiServer:
+        self._stopping.clear()
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="data-api-server", daemon=True
@@ -74,6 +75,7 @@ class DataApiServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -145,8 +147,9 @@ def _handler_for(server: DataApiServer) -> type[BaseHTTPRequestHandler]:
                 body = None
             server.requests.append(RecordedRequest("POST", self.path, dict(self.headers), raw, body))
             delay = server._next(server.delays_s)
-            if delay:
-                time.sleep(delay)
+            if delay and server._stopping.wait(delay):
+                self.close_connection = True
+                return
             presented = self.headers.get("api-key", "")
             forced = server._next(server.statuses)
             if forced is not None:

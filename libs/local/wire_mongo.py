@@ -7,11 +7,24 @@ it. This endpoint closes that gap honestly: a real ``MongoClient`` connects
 to 127.0.0.1 over TCP, performs its handshake and sends real ``OP_MSG``
 commands, which are answered from a mongomock collection. Only what the
 service and its tests send is implemented (``hello``, ``ping``, ``find``,
-``insert``, ``update``, ``createIndexes``, ``dropDatabase``, ``endSessions``); authentication is always
+``insert``, ``update``, ``createIndexes``, ``dropDatabase``, ``endSessions``,
+``getMore`` and ``killCursors`` of canned cursors); authentication is always
 refused, so a configuration with credentials meets a real auth failure.
 
 Every command received is recorded with the number of documents it returned
 or matched, an account kept by the server and independent of the client.
+
+For tests of what a real server can send and a real client must survive:
+
+* ``raw_documents`` maps an ``_id`` to pre-encoded BSON served in place of the
+  stored document whenever a ``find`` returns it (the stored one only decides
+  whether it matches), so a test can serve bytes pymongo cannot decode with its
+  defaults: a date beyond year 9999, a string that is not valid UTF-8;
+* ``delays_s`` holds the answer to a command back (``{"find": 60}``), as a slow
+  or stuck server does; closing the server ends the wait and drops the socket;
+* :meth:`serve_batches` answers ``find`` and ``getMore`` on one namespace from
+  replies encoded once in advance, so that serving costs almost nothing and a
+  benchmark measures the client (``bench/driver_socket.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from typing import Any
 
 import bson
 from bson.int64 import Int64
+from bson.raw_bson import RawBSONDocument
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 MORE_TO_COME = 1 << 1
@@ -48,6 +62,12 @@ class WireMongoServer:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.commands: list[ReceivedCommand] = []
+        #: ``_id`` -> pre-encoded document sent in place of the stored one (see the module docstring).
+        self.raw_documents: dict[Any, bytes] = {}
+        #: Command name (lower case) -> seconds to wait before answering it.
+        self.delays_s: dict[str, float] = {}
+        self._canned: dict[str, list[bytes]] = {}  # "db.collection" -> OP_MSG bodies of the cursor's batches
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._connections = 0
         server = self
@@ -67,8 +87,36 @@ class WireMongoServer:
         return f"mongodb://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
+        self._closing.set()
         self._tcp.shutdown()
         self._tcp.server_close()
+
+    def serve_batches(self, database: str, collection: str, documents: list[bytes], batch_bytes: int = 4 << 20) -> int:
+        """Answer every ``find`` on ``database.collection`` with ``documents`` (encoded BSON), whatever its filter.
+
+        The cursor's replies are built here, once: the first batch answers
+        ``find``, the next ones ``getMore`` (the cursor id names the batch to
+        come), and each reply costs the server a header and one ``sendall``.
+        ``update`` on the namespace answers as if every update matched.
+        Returns the number of batches.
+        """
+        namespace = f"{database}.{collection}"
+        groups: list[list[bytes]] = [[]]
+        size = 0
+        for document in documents:
+            if size + len(document) > batch_bytes and groups[-1]:
+                groups.append([])
+                size = 0
+            groups[-1].append(document)
+            size += len(document)
+        bodies = []
+        for index, group in enumerate(groups):
+            cursor_id = Int64(index + 1 if index + 1 < len(groups) else 0)
+            key = "firstBatch" if index == 0 else "nextBatch"
+            reply = {"cursor": {"id": cursor_id, "ns": namespace, key: [RawBSONDocument(d) for d in group]}, "ok": 1.0}
+            bodies.append(struct.pack("<IB", 0, 0) + bson.encode(reply))
+        self._canned[namespace] = bodies
+        return len(bodies)
 
     def __enter__(self) -> WireMongoServer:
         return self
@@ -99,11 +147,45 @@ class WireMongoServer:
                 conn.sendall(_op_reply(request_id, reply))
             elif op_code == OP_MSG:
                 flags, command = _parse_msg(payload)
+                if not self._hold_back(command):
+                    return
+                canned = self._canned_reply(command)
+                if canned is not None:
+                    conn.sendall(struct.pack("<iiii", 16 + len(canned), 0, request_id, OP_MSG))
+                    conn.sendall(canned)
+                    continue
                 reply = self._run(command, connection_id)
                 if not flags & MORE_TO_COME:
                     conn.sendall(_op_msg(request_id, reply))
             else:
                 return
+
+    def _hold_back(self, command: dict[str, Any]) -> bool:
+        """Wait the command's configured delay; False when the server closed meanwhile (drop the socket)."""
+        delay = self.delays_s.get(next(iter(command)).lower())
+        return not (delay and self._closing.wait(delay))
+
+    def _canned_reply(self, command: dict[str, Any]) -> bytes | None:
+        if not self._canned:
+            return None
+        name = next(iter(command))
+        database = command.get("$db", "admin")
+        if name == "find":
+            bodies, index = self._canned.get(f"{database}.{command['find']}"), 0
+        elif name == "getMore":
+            bodies, index = self._canned.get(f"{database}.{command.get('collection')}"), int(command["getMore"])
+        elif name == "update" and f"{database}.{command['update']}" in self._canned:
+            count = len(command.get("updates", []))
+            with self._lock:
+                self.commands.append(ReceivedCommand(name, database, command["update"], count))
+            return struct.pack("<IB", 0, 0) + bson.encode({"n": count, "nModified": count, "ok": 1.0})
+        else:
+            return None
+        if bodies is None or index >= len(bodies):
+            return None
+        with self._lock:
+            self.commands.append(ReceivedCommand(name, database, None, 0))
+        return bodies[index]
 
     def _run(self, command: dict[str, Any], connection_id: int) -> dict[str, Any]:
         name = next(iter(command))
@@ -147,6 +229,10 @@ class WireMongoServer:
 
     _cmd_endsessions = _cmd_ping
 
+    def _cmd_killcursors(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, None, int]:
+        # Cursors here are stateless (a canned cursor's id names its next batch): nothing to free.
+        return {"cursorsKilled": command.get("cursors", []), "ok": 1.0}, None, 0
+
     def _cmd_find(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, str, int]:
         collection = self._collection(command, database)
         cursor = collection.find(command.get("filter", {}), command.get("projection"))
@@ -157,8 +243,17 @@ class WireMongoServer:
         if command.get("limit"):
             cursor = cursor.limit(abs(command["limit"]))
         documents = list(cursor)
+        if self.raw_documents:
+            documents = [self._raw_or(document) for document in documents]
         reply = {"cursor": {"id": Int64(0), "ns": f"{database}.{collection.name}", "firstBatch": documents}, "ok": 1.0}
         return reply, collection.name, len(documents)
+
+    def _raw_or(self, document: dict[str, Any]) -> Any:
+        try:
+            raw = self.raw_documents.get(document.get("_id"))
+        except TypeError:  # an unhashable _id has no raw stand-in
+            return document
+        return document if raw is None else RawBSONDocument(raw)
 
     def _cmd_insert(self, command: dict[str, Any], database: str, connection_id: int) -> tuple[dict, str, int]:
         collection = self._collection(command, database)

@@ -6,6 +6,14 @@ once: a signal value is a number only if it is an int (not a bool), a float or
 a Decimal128 and is finite (SPEC section 2); anything else becomes NaN, which
 the model treats as missing.
 
+Values the driver could not decode into Python arrive as what pymongo's
+decoding options make of them (``mongodb_helper.READ_CODEC_OPTIONS``): a date
+beyond year 9999 as ``bson.DatetimeMS`` and a string that is not valid UTF-8
+with its bad bytes as lone surrogates. As a signal either is not a number, so
+it is missing; as a ``timestamp`` a ``DatetimeMS`` is not a date and as a
+``coin_id`` or ``_id`` such a string is not usable, so the document is skipped
+and counted (an ``_id`` that cannot be encoded again could never be written).
+
 How it stays fast and small (bench/, "Loading" and "Memory"): documents are
 consumed in chunks, so a cursor is never held in memory whole; each field is
 pulled out of a chunk with one C-level ``map(dict.get, …)`` pass, and only the
@@ -145,6 +153,38 @@ def _chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dic
         yield chunk
 
 
+def decodable(text: str) -> bool:
+    """Whether a decoded string holds no lone surrogate, i.e. its bytes were valid UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def usable_coin_id(value: Any) -> bool:
+    """A non-empty string that the driver could decode (SPEC section 2)."""
+    return isinstance(value, str) and value != "" and decodable(value)
+
+
+def _encodable_ids(ids: list[Any]) -> np.ndarray | bool:
+    """False where an ``_id`` is a string the driver could not decode (it could not be written back).
+
+    Almost every collection keys by ObjectId: one C-level pass over the types settles it.
+    """
+    if str not in set(map(type, ids)):
+        return True
+    strings = np.flatnonzero(np.fromiter(map(isinstance, ids, repeat(str)), dtype=bool, count=len(ids)))
+    texts = [ids[i] for i in strings.tolist()]
+    ascii_ = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
+    encodable = np.ones(len(ids), dtype=bool)
+    for k in np.flatnonzero(~ascii_).tolist():  # only the non-ASCII strings take the Python path
+        encodable[strings[k]] = decodable(texts[k])
+    return encodable
+
+
 def _field(chunk: list[dict[str, Any]], name: str) -> list[Any]:
     return list(map(dict.get, chunk, repeat(name)))
 
@@ -258,7 +298,8 @@ class _FrameBuilder:
         self.read += len(chunk)
         codes = self._coin_codes(_field(chunk, "coin_id"))
         ticks, dated = _timestamps_ms(_field(chunk, "timestamp"))
-        usable = dated & (codes >= 0)
+        ids = _field(chunk, "_id")
+        usable = dated & (codes >= 0) & _encodable_ids(ids)
         rows = None if usable.all() else np.flatnonzero(usable)  # positions in the chunk, None for all
         if rows is not None:
             codes, ticks = codes[rows], ticks[rows]
@@ -267,8 +308,8 @@ class _FrameBuilder:
         with_id = np.arange(len(ticks)) if self.ids_since_ms is None else np.flatnonzero(ticks >= self.ids_since_ms)
         if len(with_id):
             source = with_id if rows is None else rows[with_id]
-            documents = chunk if len(source) == len(chunk) else [chunk[i] for i in source.tolist()]
-            self.ids.append((first_row + with_id, _objects(_field(documents, "_id"))))
+            kept = _objects(ids) if len(source) == len(chunk) else _objects([ids[i] for i in source.tolist()])
+            self.ids.append((first_row + with_id, kept))
         for column, signal in zip(self.values, self.signals):
             values = _signal_column(_field(chunk, signal))
             column.extend(values if rows is None else values[rows])
@@ -279,11 +320,16 @@ class _FrameBuilder:
             local, uniques = pd.factorize(_objects(coin_ids))  # None and NaN get −1
         except TypeError:  # an unhashable id (a dict, a list): not a string anyway
             local, uniques = pd.factorize(_objects([c if isinstance(c, str) else None for c in coin_ids]))
-        lookup = [
-            self.coin_codes.setdefault(u, len(self.coin_codes)) if isinstance(u, str) and u != "" else -1
-            for u in uniques.tolist()
-        ]
+        lookup = [self._code(u) for u in uniques.tolist()]
         return np.array(lookup + [-1], dtype=np.int32)[local]  # local −1 picks the trailing −1
+
+    def _code(self, coin_id: Any) -> int:
+        code = self.coin_codes.get(coin_id) if isinstance(coin_id, str) else None
+        if code is None:
+            if not usable_coin_id(coin_id):
+                return -1
+            code = self.coin_codes[coin_id] = len(self.coin_codes)
+        return code
 
     def finish(self) -> History:
         count = self.codes.size

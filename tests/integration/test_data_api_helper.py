@@ -213,6 +213,67 @@ def test_any_number_of_documents_loads_completely_and_exactly_once(
     assert len(server.requests) == math.ceil(count / per_page) + 1
 
 
+def _id_keys(documents: list[dict[str, Any]]) -> list[str]:
+    """Each document's _id with its type, sortable whatever the types (a Counter of these is the multiset)."""
+    return sorted(f"{type(d['_id']).__name__}:{d['_id']!r}" for d in documents)
+
+
+def test_a_collection_mixing_id_types_loads_every_document_once_across_pages(server, store, make_reader):
+    # given ObjectIds, strings and integers as _ids of documents sharing a few timestamps (pages end inside the ties)
+    stamps = [END - timedelta(hours=h) for h in (1, 2, 3)]
+    ids: list[Any] = [*ordered_ids(9), *(f"doc-{i}" for i in range(9)), *range(100, 109)]
+    random.Random(4).shuffle(ids)
+    store.insert_many([{"_id": doc_id, "coin_id": "c", "timestamp": stamps[i % 3]} for i, doc_id in enumerate(ids)])
+    reader = make_reader(server.url, page_size=2)
+
+    # when the Data API reader pages through them
+    loaded = reader.find(QUERY, PROJECTION)
+
+    # then it returns what the driver reads, every document exactly once
+    driver = list(DriverReader(store).find(QUERY, PROJECTION))
+    assert len(driver) == len(ids) == 27
+    assert _id_keys(loaded) == _id_keys(driver)
+
+
+MIXED_IDS = st.one_of(
+    st.integers(2, 60),
+    st.text("abc", min_size=0, max_size=3),
+    st.integers(0, 40).map(lambda i: ObjectId(f"{int(str(ObjectId.from_datetime(END)), 16) + i:024x}")),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)).map(
+        lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, fold=0)
+    ),
+    st.sampled_from([True, False]),
+)
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ids=st.lists(MIXED_IDS, max_size=30, unique_by=lambda i: (type(i) is bool, i)),
+    distinct_stamps=st.integers(1, 4),
+    page_size=st.integers(1, 6),
+    server_cap=st.one_of(st.none(), st.integers(1, 6)),
+    seed=st.integers(0, 2**16),
+)
+def test_any_mix_of_id_types_loads_exactly_what_the_driver_reads(
+    server, store, make_reader, ids, distinct_stamps, page_size, server_cap, seed
+):
+    # given documents whose _ids mix BSON types (numbers, strings, ObjectIds, dates, booleans) over few timestamps
+    rng = random.Random(seed)
+    store.delete_many({})
+    server.requests.clear()
+    server.max_page = server_cap
+    stamps = [END - timedelta(hours=rng.randrange(1, 24 * 30)) for _ in range(distinct_stamps)]
+    if ids:
+        store.insert_many([{"_id": doc_id, "coin_id": "c", "timestamp": rng.choice(stamps)} for doc_id in ids])
+    reader = make_reader(server.url, page_size=page_size)
+
+    # when the Data API reader pages through them
+    loaded = reader.find(QUERY, PROJECTION)
+
+    # then it returns exactly what the driver reads: never fewer documents, never one twice
+    assert _id_keys(loaded) == _id_keys(list(DriverReader(store).find(QUERY, PROJECTION)))
+
+
 def test_a_server_that_ignores_the_page_filter_is_caught_not_looped(server, store, monkeypatch, make_reader):
     store.insert_many([{"coin_id": "a", "timestamp": END - timedelta(hours=h)} for h in range(6)])
     original = server._find

@@ -144,7 +144,7 @@ def test_an_atlas_host_whose_srv_record_does_not_resolve_fails_each_message_as_a
     # then both are listed as store outages (retried by SQS), logged without a traceback, and nothing was written
     assert failed_ids(response) == ["msg-0", "msg-1"]
     [first] = lines_about(json_logs, "msg-0")
-    assert first["reason"].startswith("StoreUnreachable: could not set up the client: ConfigurationError")
+    assert first["reason"].startswith("StoreUnreachable: setting up the client failed: ConfigurationError")
     [second] = lines_about(json_logs, "msg-1")
     assert "not started: the database was unreachable" in second["reason"]
     for line in (first, second):
