@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from libs.errors import InvalidRequest, NotAnSqsEvent, StoreUnavailable, TimeBudgetExhausted
+from libs.helpers.store_budget import STORE_RESERVE_S, store_budget
 from libs.observability import logger, message_context, metrics
 
 PartialBatchResponse = dict[str, list[dict[str, str]]]
@@ -72,7 +73,9 @@ def process_sqs_batch(
                     raise TimeBudgetExhausted(
                         f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={time_margin_ms}"
                     )
-                return record_handler(record)
+                # Every store operation of the message ends before the deadline, less a reserve to answer in.
+                with store_budget(None if remaining is None else remaining / 1000 - STORE_RESERVE_S):
+                    return record_handler(record)
             except Exception as exc:
                 _log_failure(record.message_id, exc)
                 raise
