@@ -48,7 +48,7 @@ WRITE_BATCH_SIZE = 1_000
 #: UTF-8 as lone surrogates ("surrogateescape"), instead of ``InvalidBSON`` failing the whole cursor.
 #: Lone surrogates never come out of valid UTF-8, so they mark exactly the undecodable strings
 #: (pymongo's "replace" would make them indistinguishable from a stored U+FFFD).
-READ_CODEC_OPTIONS = CodecOptions(
+READ_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=False,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
     unicode_decode_error_handler="surrogateescape",
