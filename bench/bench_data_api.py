@@ -74,8 +74,8 @@ def main() -> None:
         )
         reader = DataApiReader(settings)
         driver = DriverReader(collection)
-        loaded = driver.find(query, projection)
-        driver_s = best_of(3, lambda: driver.find(query, projection))
+        loaded = list(driver.find(query, projection))
+        driver_s = best_of(3, lambda: list(driver.find(query, projection)))
         server.requests.clear()
         http_s = best_of(3, lambda: reader.find(query, projection))
         pages = len(server.requests) // 3

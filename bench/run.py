@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import baselines, coldstart
+from bench import baselines, coldstart, driver_socket
 from bench.dataset import AS_OF, KEYS, Shape, documents
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
@@ -184,6 +184,9 @@ def main() -> int:
     print(f"range: {range_s:.2f} s vs pandas groupby-rolling {primitive_s:.2f} s", flush=True)
     del frame, subset
 
+    results["driver_socket"] = driver_socket.measure()
+    print(f"driver over a socket: load {results['driver_socket']['load_vs_decode_all']:.2f}x decode_all", flush=True)
+
     results["memory"] = {str(coins): _memory(coins) for coins in (2_000, 5_000)}
     results["memory"]["bar"] = "5,000 coins <= 700 MB"
     print(
@@ -226,6 +229,13 @@ def table(results: dict[str, Any]) -> str:
             f"{results['loading']['documents_per_s'] / 1e6:.2f} M docs/s",
             f"{results['loading']['ratio']:.2f}× DataFrame.from_records",
             "≤ 1.0×",
+        ),
+        (
+            "Driver path over a socket, latest message (1,000 coins)",
+            f"{results['driver_socket']['us_per_document']['load_over_socket']:.1f} µs/doc",
+            f"{results['driver_socket']['load_vs_decode_all']:.2f}× bson.decode_all, "
+            f"{results['driver_socket']['load_vs_loader_in_memory']:.2f}× the in-memory loader",
+            "",
         ),
         ("Peak RSS, latest mode, 2,000 coins", f"{memory['2000']['peak_rss_mb']:.0f} MB", "", ""),
         ("Peak RSS, latest mode, 5,000 coins", f"{memory['5000']['peak_rss_mb']:.0f} MB", "", "≤ 700 MB"),

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pymongo
 from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.collection import Collection
@@ -32,7 +33,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from libs.errors import StoreUnavailable
 from libs.helpers.constants_helper import Settings, get_settings
-from libs.helpers.store_budget import active_budget, driver_error, timeout_error
+from libs.helpers.store_budget import active_budget, driver_error, remaining_s, timeout_error
 from libs.models.history import History, documents_to_history, usable_coin_id
 from libs.request import RiskRequest
 
@@ -47,7 +48,7 @@ WRITE_BATCH_SIZE = 1_000
 #: UTF-8 as lone surrogates ("surrogateescape"), instead of ``InvalidBSON`` failing the whole cursor.
 #: Lone surrogates never come out of valid UTF-8, so they mark exactly the undecodable strings
 #: (pymongo's "replace" would make them indistinguishable from a stored U+FFFD).
-READ_CODEC_OPTIONS = CodecOptions(
+READ_CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=False,
     datetime_conversion=DatetimeConversion.DATETIME_AUTO,
     unicode_decode_error_handler="surrogateescape",
@@ -123,6 +124,30 @@ def history_query(request: RiskRequest, lookback_hours: int) -> tuple[dict[str, 
     return query, projection
 
 
+def await_server(collection: Any, doing: str) -> None:
+    """Under a store budget, wait for a server no longer than ``MONGODB_SERVER_SELECTION_TIMEOUT_MS``.
+
+    Inside ``pymongo.timeout`` pymongo selects a server for as long as the
+    whole budget lasts, ignoring ``serverSelectionTimeoutMS``: an unreachable
+    database would cost every message its whole budget instead of one
+    selection timeout. So when the client knows of no server it can use (a
+    cold start, or after an outage was seen), a ``ping`` under the shorter of
+    the two deadlines finds out first; a failure is the store being
+    unreachable (:class:`~libs.errors.StoreUnavailable`), not the budget. A
+    warm client with a known primary pays nothing. (The embedded store and test
+    doubles have no topology and are let through.)
+    """
+    left = remaining_s()
+    client = getattr(getattr(collection, "database", None), "client", None)
+    if left is None or not isinstance(client, MongoClient) or client.topology_description.has_writable_server():
+        return
+    try:
+        with pymongo.timeout(max(min(left, client.options.server_selection_timeout), 0.001)):
+            client.admin.command("ping")
+    except PyMongoError as exc:
+        raise driver_error(exc, doing) from None
+
+
 class Reader(Protocol):
     """A read backend: runs one find and returns the documents as the driver would.
 
@@ -141,6 +166,7 @@ class DriverReader:
 
     def find(self, query: dict[str, Any], projection: dict[str, int]) -> Iterator[dict[str, Any]]:
         try:
+            await_server(self._collection, "reading history")
             cursor = self._collection.find(query, projection)
             yield from cursor
         except PyMongoError as exc:
@@ -224,6 +250,8 @@ def write_updates(collection: Collection, updates: Iterable[UpdateOne]) -> int:
     """Send the updates as unordered ``bulk_write`` calls of at most 1,000; returns documents matched."""
     updates = list(updates)
     matched = 0
+    if updates:
+        await_server(collection, "writing flags")
     for start in range(0, len(updates), WRITE_BATCH_SIZE):
         batch = updates[start : start + WRITE_BATCH_SIZE]
         try:

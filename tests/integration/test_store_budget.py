@@ -30,6 +30,7 @@ from libs.local.data_api_server import DataApiServer
 from libs.local.wire_mongo import WireMongoServer
 from libs.request import parse_request
 from libs.synthetic import synthetic_documents
+from tests.fakes.network import closed_port
 
 END = datetime(2024, 11, 1)
 DATABASE, COLLECTION = "risk", "scores"
@@ -254,3 +255,33 @@ def test_within_the_budget_the_data_api_reads_everything(data_api):
     finally:
         reader.close()
     assert len(documents) == data_api.collection.count_documents(QUERY)
+
+
+def test_under_a_budget_an_unreachable_database_fails_after_the_selection_timeout_not_the_budget():
+    # given a database on a closed port, a 300 ms selection timeout and a budget of a minute
+    settings = load_settings(
+        {
+            "MONGODB_URI": f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true",
+            "MONGODB_RSKYCLUSTER_DATABASE": DATABASE,
+            "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": COLLECTION,
+            "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
+            "MONGODB_CONNECT_TIMEOUT_MS": "300",
+        }
+    )
+    mongodb_helper.reset_client()
+    try:
+        # when a load and a write run under the budget (pymongo alone would select for the whole minute)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as read, store_budget(SLOW_S):
+            load_history(_latest(settings), settings)
+        with pytest.raises(StoreUnavailable) as write, store_budget(SLOW_S):
+            write_updates(get_collection(settings), [UpdateOne({"_id": 1}, {"$set": {"x": 1}})])
+        elapsed = time.monotonic() - started
+    finally:
+        mongodb_helper.reset_client()
+
+    # then each fails as the outage it is, after about the selection timeout, not as the budget
+    for failure, doing in ((read, "reading history"), (write, "writing flags")):
+        assert not isinstance(failure.value, StoreTimeout)
+        assert str(failure.value).startswith(f"{doing} failed: ServerSelectionTimeoutError")
+    assert elapsed < WELL_BEFORE_S

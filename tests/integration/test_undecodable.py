@@ -28,6 +28,7 @@ from bson.errors import InvalidBSON
 
 import handler
 from libs.helpers import constants_helper, mongodb_helper
+from libs.helpers.constants_helper import SIGNALS
 from libs.helpers.mongodb_helper import distinct_coin_ids, get_collection, load_history
 from libs.local.lambda_context import LocalContext
 from libs.local.wire_mongo import WireMongoServer
@@ -38,15 +39,6 @@ from tests.fakes.sqs import sqs_event
 
 END = datetime(2024, 11, 1)
 DATABASE, COLLECTION = "risk", "scores"
-SIGNALS = (
-    "latest_price",
-    "market_cap_score",
-    "liquidity_risk_score",
-    "volatility_risk_score",
-    "volume",
-    "market_cap",
-    "volatility_index",
-)
 PERIODS = (3, 7, 30)
 #: 1 January 10000, 00:00:01 UTC: one second past what Python's datetime can hold.
 BEYOND_9999_MS = 253_402_300_801_000
