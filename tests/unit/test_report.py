@@ -25,7 +25,12 @@ from libs.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_que
 from libs.report.page import PageView, Plot, format_duration, format_value, render_page
 from libs.report.scope import ReportArgumentError, report_scope
 from libs.report.shaping import episodes_json, iso_utc_ms, report_counts
-from tests.fakes.episodes_reference import direction_of, reference_episodes
+from tests.fakes.episodes_reference import (
+    direction_of,
+    reference_episodes,
+    reference_json,
+    reference_stored_entries,
+)
 
 T0 = datetime(2024, 10, 20)
 NOW = datetime(2024, 11, 1, 12, 30, 15, 123456)
@@ -58,42 +63,7 @@ def plain_entries(
     documents: list[dict[str, Any]], signals: tuple[str, ...], periods: tuple[int, ...] | None
 ) -> list[dict[str, Any]]:
     """Every stored entry of the wanted signals (and windows), walked document by document."""
-    rows = []
-    for doc in documents:
-        if (
-            not isinstance(doc.get("coin_id"), str)
-            or not doc["coin_id"]
-            or not isinstance(doc.get("timestamp"), datetime)
-        ):
-            continue
-        anomalies = doc.get("anomalies")
-        if not isinstance(anomalies, dict):
-            continue
-        for signal in signals:
-            windows = anomalies.get(signal)
-            if not isinstance(windows, dict):
-                continue
-            for key, stored in windows.items():
-                if not re.fullmatch(r"[1-9][0-9]{0,2}d", key) or not isinstance(stored, dict):
-                    continue
-                if periods is not None and int(key[:-1]) not in periods:
-                    continue
-                rows.append(
-                    {
-                        "coin_id": doc["coin_id"],
-                        "signal": signal,
-                        "period_days": int(key[:-1]),
-                        "timestamp": doc["timestamp"],
-                        **{
-                            name: stored.get(name)
-                            if isinstance(stored.get(name), float) and math.isfinite(stored.get(name))
-                            else None
-                            for name in ("value", "q1", "q3", "lower", "upper", "k")
-                        },
-                        "is_anomaly": stored.get("is_anomaly") if isinstance(stored.get("is_anomaly"), bool) else None,
-                    }
-                )
-    return rows
+    return reference_stored_entries(documents, signals, periods)
 
 
 def frame_rows(frame: pd.DataFrame) -> list[tuple]:
@@ -117,21 +87,9 @@ def plain_rows(entries: list[dict[str, Any]]) -> list[tuple]:
     return sorted((tuple(entry[name] for name in ENTRY_COLUMNS) for entry in entries), key=repr)
 
 
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def expected_json(entries: list[dict[str, Any]], lookback: int = LOOKBACK) -> list[dict[str, Any]]:
     """SPEC section 11's JSON of the reference's episodes."""
-    return [
-        {
-            **episode,
-            "start": iso(episode["start"]),
-            "end": iso(episode["end"]),
-            "peak_timestamp": iso(episode["peak_timestamp"]),
-        }
-        for episode in reference_episodes(entries, lookback)
-    ]
+    return reference_json(entries, lookback)
 
 
 def assert_same_json(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
