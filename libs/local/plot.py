@@ -30,6 +30,8 @@ FIGURE_INCHES = (11.0, 4.8)
 DPI = 100
 FLAG_COLOUR = "#d62728"
 EPISODE_COLOUR = "#f5b700"
+#: Share of a given period added each side of the picture.
+X_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,17 @@ class EpisodeMark:
     end: datetime
     peak: datetime
     label: str = "episode"
+
+
+def tick_label(value: float) -> str:
+    """An axis label people read without decoding powers of ten: 20 M, 1.5 B, 45,000, 0.06."""
+    magnitude = abs(value)
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if magnitude >= scale:
+            return f"{value / scale:g} {suffix}"
+    if magnitude >= 1_000:
+        return f"{value:,.0f}"
+    return f"{value:g}"
 
 
 def written_flag(document: dict[str, Any], signal: str, period_days: int) -> bool:
@@ -95,6 +108,7 @@ def plot_signal(
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure = Figure(figsize=FIGURE_INCHES, dpi=DPI)
     FigureCanvasAgg(figure)
@@ -112,7 +126,8 @@ def plot_signal(
         label=f"{period_days}-day fences (k={deviation_limit:g})",
         linewidth=0,
     )
-    axes.plot(times[shown], values[shown], color="#404040", linewidth=0.8, marker=".", markersize=3, label=signal)
+    drawn = shown & np.isfinite(values)  # a missing value does not break the line
+    axes.plot(times[drawn], values[drawn], color="#404040", linewidth=0.8, marker=".", markersize=3, label=signal)
     if flagged.any():
         axes.scatter(
             times[flagged],
@@ -130,14 +145,18 @@ def plot_signal(
             axes.scatter(
                 times[at_peak], values[at_peak], s=160, facecolors="none", edgecolors="black", linewidths=1.5, zorder=4
             )
-    finite = values[shown][np.isfinite(values[shown])]
+    finite = values[drawn]
     if signal in LOG_SCALE_SIGNALS and finite.size and (finite > 0).all():
         axes.set_yscale("log")
-    if since is not None and until is not None:
-        axes.set_xlim(np.datetime64(since, "ms"), np.datetime64(until, "ms"))
+        axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_minor_formatter(NullFormatter())
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: tick_label(value)))
+    if since is not None and until is not None:  # the whole period, with a margin so an edge episode shows
+        margin = (until - since) * X_MARGIN
+        axes.set_xlim(np.datetime64(since - margin, "ms"), np.datetime64(until + margin, "ms"))
     axes.set_title(title or f"{coin_id}: {signal}, {period_days}-day Tukey fences and written flags")
     axes.set_xlabel("time (UTC)")
-    axes.legend(loc="upper left", fontsize="small")
+    axes.legend(loc="best", fontsize="small")
     axes.grid(alpha=0.3)
     figure.autofmt_xdate()
     figure.tight_layout()

@@ -145,7 +145,7 @@ def _cards(counts: ReportCounts, episodes: pd.DataFrame) -> str:
 
 def _by_window(by_window: pd.DataFrame) -> str:
     if by_window.empty:
-        return '<p class="muted">No stored entries for these filters.</p>'
+        return ""
     periods = sorted(by_window["period_days"].unique().tolist())
     head = "".join(f'<th class="n">{p}-day</th>' for p in periods)
     cells = by_window.set_index(["signal", "period_days"])
@@ -170,10 +170,10 @@ def _by_window(by_window: pd.DataFrame) -> str:
         for p in periods
     )
     return (
-        '<table id="by-window" class="grid"><thead><tr><th>signal</th>'
+        '<div class="window-table"><table id="by-window" class="grid"><thead><tr><th>signal</th>'
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
         f'<tfoot><tr><th scope="row">all signals</th>{total}</tr></tfoot></table>'
-        '<p class="muted small">flagged / judged observations per signal and window</p>'
+        '<p class="muted small">flagged / judged observations per signal and window</p></div>'
     )
 
 
@@ -287,7 +287,8 @@ def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
     if counts.entries == 0:
         return (
             '<div class="empty"><strong>No stored entries in this period.</strong> '
-            f"Nothing the function judged is stamped between {_period(scope)} for these filters: "
+            f"Nothing the function judged is stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC "
+            "for these filters: "
             "check the dates, or whether the function has run for them.</div>"
         )
     return (
@@ -338,7 +339,7 @@ def render_page(view: PageView) -> str:
 <main>
 <section id="counts" class="overview">
 <div class="cards">{_cards(counts, view.episodes)}</div>
-<div class="window-table">{_by_window(counts.by_window)}</div>
+{_by_window(counts.by_window)}
 </section>
 {body}
 </main>

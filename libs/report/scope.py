@@ -101,13 +101,13 @@ def report_scope(
     ``since`` defaults to ``as_of`` − 7 days and must not be after ``as_of``;
     unlike a request, the report sets no limit on the span (it writes nothing).
     """
-    # BSON keeps milliseconds: bounds rounded inwards to the millisecond select exactly what the given
-    # ones do, and read better (a date's end is 23:59:59.999).
-    end = _floor_ms(_moment(as_of, "--as-of", end_of_day=True) or now)
-    given_since = _moment(since, "--since", end_of_day=False)
-    if given_since is not None and given_since > end:
-        raise ReportArgumentError(f"--since must not be after --as-of ({given_since.isoformat()} > {end.isoformat()})")
-    start = end - timedelta(days=DEFAULT_DAYS) if given_since is None else _ceil_ms(given_since)
+    end = _moment(as_of, "--as-of", end_of_day=True) or now
+    start = _moment(since, "--since", end_of_day=False) or end - timedelta(days=DEFAULT_DAYS)
+    if start > end:
+        raise ReportArgumentError(f"--since must not be after --as-of ({start.isoformat()} > {end.isoformat()})")
+    # BSON keeps milliseconds: bounds rounded inwards to the millisecond select exactly what the given ones
+    # do, and read better: the week to 2024-11-01 (23:59:59.999999) runs from 2024-10-26 00:00:00.000.
+    start, end = _ceil_ms(start), _floor_ms(end)
     coins = None
     if coin_ids is not None:
         coins = tuple(dict.fromkeys(c for c in coin_ids if c))

@@ -111,8 +111,9 @@ def scope(**kwargs: Any):
 
 def test_defaults_are_now_and_a_week_before():
     got = scope()
-    assert got.as_of == datetime(2024, 11, 1, 12, 30, 15, 123000)  # BSON's millisecond, floored
-    assert got.since == got.as_of - timedelta(days=7)
+    # rounded inwards to BSON's milliseconds: the same stored times as [now - 7 days, now]
+    assert got.as_of == datetime(2024, 11, 1, 12, 30, 15, 123000)
+    assert got.since == datetime(2024, 10, 25, 12, 30, 15, 124000)
     assert got.coin_ids is None and got.signals == SIGNALS and got.periods_days is None
 
 
@@ -123,6 +124,7 @@ def test_defaults_are_now_and_a_week_before():
         ("20241025T060000Z", "20241101", datetime(2024, 10, 25, 6), datetime(2024, 11, 1, 23, 59, 59, 999000)),
         ("2024-10-25T08:00:00+02:00", "2024-11-01T12:00:00Z", datetime(2024, 10, 25, 6), datetime(2024, 11, 1, 12)),
         (None, "2024-11-01T12:00:00", datetime(2024, 10, 25, 12), datetime(2024, 11, 1, 12)),
+        (None, "2024-11-01", datetime(2024, 10, 26), datetime(2024, 11, 1, 23, 59, 59, 999000)),
     ],
 )
 def test_dates_take_the_formats_of_the_request(since, as_of, expected_since, expected_as_of):
