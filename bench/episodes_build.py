@@ -109,7 +109,8 @@ def stored_documents(shape: EntriesShape) -> list[dict[str, Any]]:
 
 def _median_pair(first: Callable[[], Any], second: Callable[[], Any], reps: int) -> tuple[float, float]:
     """Median seconds of two callables, run alternately (shared machines drift; ratios hold)."""
-    a, b = [], []
+    a: list[float] = []
+    b: list[float] = []
     for _ in range(reps):
         for sink, call in ((a, first), (b, second)):
             gc.collect()

@@ -107,6 +107,7 @@ def plot_signal(
     flagged = frame["_id"].isin(flagged_ids).to_numpy() & shown
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -153,7 +154,7 @@ def plot_signal(
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: tick_label(value)))
     if since is not None and until is not None:  # the whole period, with a margin so an edge episode shows
         margin = (until - since) * X_MARGIN
-        axes.set_xlim(np.datetime64(since - margin, "ms"), np.datetime64(until + margin, "ms"))
+        axes.set_xlim(date2num(since - margin), date2num(until + margin))
     axes.set_title(title or f"{coin_id}: {signal}, {period_days}-day Tukey fences and written flags")
     axes.set_xlabel("time (UTC)")
     axes.legend(loc="best", fontsize="small")

@@ -23,7 +23,9 @@ def iso_utc_ms(times: pd.Series | np.ndarray) -> list[str]:
 
 def _finite_or_none(values: pd.Series) -> list[float | None]:
     numbers = values.to_numpy(dtype=float)
-    return np.where(np.isfinite(numbers), numbers, None).tolist()
+    boxed = numbers.astype(object)
+    boxed[~np.isfinite(numbers)] = None
+    return boxed.tolist()
 
 
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
