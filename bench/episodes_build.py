@@ -21,12 +21,9 @@ unplanted values (the issue measured 8.6 % there, 19.8 % on real hours). Generat
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,19 +104,6 @@ def stored_documents(shape: EntriesShape) -> list[dict[str, Any]]:
     return documents
 
 
-def _median_pair(first: Callable[[], Any], second: Callable[[], Any], reps: int) -> tuple[float, float]:
-    """Median seconds of two callables, run alternately (shared machines drift; ratios hold)."""
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(reps):
-        for sink, call in ((a, first), (b, second)):
-            gc.collect()
-            started = time.perf_counter()
-            call()
-            sink.append(time.perf_counter() - started)
-    return statistics.median(a), statistics.median(b)
-
-
 def measure(shape: EntriesShape | None = None, reps: int = REPS) -> dict[str, Any]:
     """Build vs load on one month of stored entries; returns seconds, sizes and the ratio."""
     shape = shape or EntriesShape()
@@ -129,10 +113,12 @@ def measure(shape: EntriesShape | None = None, reps: int = REPS) -> dict[str, An
     scope = report_scope(now=AS_OF, since=(AS_OF - timedelta(days=shape.days)).isoformat(), signals=list(SIGNALS))
     entries = documents_to_entries(documents, scope).frame
     episodes = build_episodes(entries, LOOKBACK_HOURS)
+    from bench.run import _median_pair  # the timing every figure uses (bench.run imports this module)
+
     load_s, build_s = _median_pair(
         lambda: documents_to_entries(documents, scope),
         lambda: build_episodes(entries, LOOKBACK_HOURS),
-        reps,
+        reps=reps,
     )
     flagged = int(entries["is_anomaly"].fillna(False).sum())
     return {

@@ -54,15 +54,21 @@ class EpisodeMark:
     label: str = "episode"
 
 
-def tick_label(value: float) -> str:
-    """An axis label people read without decoding powers of ten: 20 M, 1.5 B, 45,000, 0.06."""
+def compact_number(value: float, *, precise: bool = False) -> str:
+    """A number people read without decoding powers of ten: 20 M, 1.5 B, 45,000, 0.06.
+
+    Axis labels use the shortest form; ``precise`` keeps three significant digits
+    for large values and two decimals (four significant digits below 1) for small ones.
+    """
     magnitude = abs(value)
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if magnitude >= scale:
-            return f"{value / scale:g} {suffix}"
+            return f"{value / scale:{'.3g' if precise else 'g'}} {suffix}"
     if magnitude >= 1_000:
         return f"{value:,.0f}"
-    return f"{value:g}"
+    if not precise:
+        return f"{value:g}"
+    return f"{value:.2f}" if magnitude >= 1 else f"{value:.4g}"
 
 
 def written_flag(document: dict[str, Any], signal: str, period_days: int) -> bool:
@@ -151,7 +157,7 @@ def plot_signal(
         axes.set_yscale("log")
         axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axes.yaxis.set_minor_formatter(NullFormatter())
-    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: tick_label(value)))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: compact_number(value)))
     if since is not None and until is not None:  # the whole period, with a margin so an edge episode shows
         margin = (until - since) * X_MARGIN
         axes.set_xlim(date2num(since - margin), date2num(until + margin))

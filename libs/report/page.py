@@ -16,6 +16,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from libs.local.plot import compact_number
 from libs.models.episodes import SPIKE
 from libs.report.scope import ReportScope
 from libs.report.shaping import ReportCounts
@@ -66,18 +67,8 @@ def _period(scope: ReportScope) -> str:
 
 
 def format_value(value: float) -> str:
-    """A signal value for reading at a glance: 1.23 B, 45,210, 63.52, 0.01234."""
-    if not np.isfinite(value):
-        return "—"
-    magnitude = abs(value)
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if magnitude >= scale:
-            return f"{value / scale:.3g} {suffix}"
-    if magnitude >= 1_000:
-        return f"{value:,.0f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.4g}"
+    """A signal value for reading at a glance: 1.23 B, 45,210, 63.52, 0.01234 (— when missing)."""
+    return compact_number(value, precise=True) if np.isfinite(value) else "—"
 
 
 def format_duration(seconds: float) -> str:

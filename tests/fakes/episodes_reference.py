@@ -210,3 +210,16 @@ def reference_json(entries: list[dict[str, Any]], lookback_hours: int) -> list[d
         }
         for episode in reference_episodes(entries, lookback_hours)
     ]
+
+
+def assert_same_json(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Episodes JSON equal to the reference's: same keys in the same order, floats to 12 digits."""
+    import pytest
+
+    assert [list(e) for e in got] == [list(e) for e in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        for key, value in theirs.items():
+            if key in ("peak_value", "peak_severity") and value is not None:
+                assert mine[key] == pytest.approx(value, rel=1e-12), key
+            else:
+                assert mine[key] == value, key

@@ -22,7 +22,7 @@ from libs.helpers.mongodb_helper import DriverReader
 from libs.local.plot import DPI, FIGURE_INCHES
 from libs.report.build import write_report
 from libs.report.scope import report_scope
-from tests.fakes.episodes_reference import reference_json, reference_stored_entries
+from tests.fakes.episodes_reference import assert_same_json, reference_json, reference_stored_entries
 from tests.fakes.judged_store import FLAT_COIN, judged_store
 from tests.fakes.network import closed_port
 
@@ -38,16 +38,6 @@ def expected(store, since: datetime, as_of: datetime, coins=None, signals=SIGNAL
     documents = list(store.find({} if coins is None else {"coin_id": {"$in": coins}}))
     entries = reference_stored_entries(documents, signals, periods, since=since, as_of=as_of)
     return reference_json(entries, LOOKBACK), entries
-
-
-def assert_same_json(got, want):
-    assert [list(e) for e in got] == [list(e) for e in want]
-    for mine, theirs in zip(got, want, strict=True):
-        for key, value in theirs.items():
-            if key in ("peak_value", "peak_severity") and value is not None:
-                assert mine[key] == pytest.approx(value, rel=1e-12), key
-            else:
-                assert mine[key] == value, key
 
 
 def run(capsys, *arguments: str) -> tuple[int, str, str]:

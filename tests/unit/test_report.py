@@ -26,6 +26,7 @@ from libs.report.page import PageView, Plot, format_duration, format_value, rend
 from libs.report.scope import ReportArgumentError, report_scope
 from libs.report.shaping import episodes_json, iso_utc_ms, report_counts
 from tests.fakes.episodes_reference import (
+    assert_same_json,
     direction_of,
     reference_episodes,
     reference_json,
@@ -90,16 +91,6 @@ def plain_rows(entries: list[dict[str, Any]]) -> list[tuple]:
 def expected_json(entries: list[dict[str, Any]], lookback: int = LOOKBACK) -> list[dict[str, Any]]:
     """SPEC section 11's JSON of the reference's episodes."""
     return reference_json(entries, lookback)
-
-
-def assert_same_json(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [list(e) for e in got] == [list(e) for e in expected]  # keys in the spec's order
-    for mine, theirs in zip(got, expected, strict=True):
-        for key, value in theirs.items():
-            if key in ("peak_value", "peak_severity") and value is not None:
-                assert mine[key] == pytest.approx(value, rel=1e-12), key
-            else:
-                assert mine[key] == value, key
 
 
 def scope(**kwargs: Any):
