@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import baselines, coldstart, driver_socket
+from bench import baselines, coldstart, driver_socket, episodes_build
 from bench.dataset import AS_OF, KEYS, Shape, documents
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
@@ -194,6 +194,9 @@ def main() -> int:
         flush=True,
     )
 
+    results["episodes_build"] = {**episodes_build.measure(), "bar": "<= 0.5"}
+    print(f"report episodes: build {results['episodes_build']['ratio']:.2f}x loading the entries", flush=True)
+
     results["cold_start"] = {**coldstart.measure(), "bar": "<= 1.15"}
     RESULTS.write_text(json.dumps(results, indent=2, default=float))
     print()
@@ -239,6 +242,12 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("Peak RSS, latest mode, 2,000 coins", f"{memory['2000']['peak_rss_mb']:.0f} MB", "", ""),
         ("Peak RSS, latest mode, 5,000 coins", f"{memory['5000']['peak_rss_mb']:.0f} MB", "", "≤ 700 MB"),
+        (
+            "Report: episodes from a month of entries (2,000 coins)",
+            f"{results['episodes_build']['build_s']:.2f} s",
+            f"{results['episodes_build']['ratio']:.2f}× loading the same entries",
+            "≤ 0.5×",
+        ),
         (
             "Cold start, import handler",
             f"{results['cold_start']['handler_s']:.2f} s",

@@ -202,6 +202,39 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from libs.helpers.constants_helper import get_settings
+    from libs.helpers.mongodb_helper import get_collection, get_reader
+    from libs.processor import utc_now
+    from libs.report.build import write_report
+    from libs.report.scope import report_scope
+
+    def split(text: str | None) -> list[str] | None:
+        return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+    now = utc_now()
+    scope = report_scope(
+        now=now,
+        since=args.since,
+        as_of=args.as_of,
+        coin_ids=_coin_universe(args)[0] if args.coins or args.coins_file else None,
+        signals=split(args.signals),
+        periods=split(args.periods),
+    )
+    settings = get_settings()
+    result = write_report(
+        scope,
+        settings,
+        Path(args.out),
+        reader=get_reader(settings),
+        collection=get_collection(settings),
+        generated_at=now,
+    )
+    print(f"report: {result.page}")
+    print(result.summary_line(scope))
+    return 0
+
+
 def _local_queue(args: argparse.Namespace) -> int:
     import time
 
@@ -331,6 +364,17 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--period", type=_positive, default=7, help="window length in days (default 7)")
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.set_defaults(run=_plot)
+
+    report = commands.add_parser("report", help="the analysts' page: ranked anomaly episodes of a period")
+    report_coins = report.add_mutually_exclusive_group()
+    report_coins.add_argument("--coins", help="comma-separated coin ids (default: every coin)")
+    report_coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    report.add_argument("--since", help="ISO-8601 date or datetime (default: --as-of minus 7 days)")
+    report.add_argument("--as-of", dest="as_of", help="ISO-8601 date (its end) or datetime (default: now)")
+    report.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)} (default: all)")
+    report.add_argument("--periods", help="comma-separated window lengths in days (default: every one stored)")
+    report.add_argument("--out", required=True, help="directory for index.html, episodes.json and plots/")
+    report.set_defaults(run=_report)
 
     indexes = commands.add_parser("ensure-indexes", help="create the {coin_id: 1, timestamp: 1} index")
     indexes.set_defaults(run=_ensure_indexes)

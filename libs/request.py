@@ -209,6 +209,17 @@ def _periods(body: dict[str, Any], default: tuple[int, ...]) -> tuple[int, ...]:
 EARLIEST_MOMENT = datetime(1970, 1, 1)
 
 
+def parse_moment(text: str, key: str, *, date_means_end_of_day: bool) -> datetime:
+    """One ``as_of``/``since`` value read as SPEC section 3 says, naive UTC.
+
+    For other entry points that take the same formats (the report's
+    ``--since``/``--as-of``); raises :class:`InvalidRequest` naming ``key``.
+    """
+    moment = _moment({key: text}, key, date_means_end_of_day)
+    assert moment is not None
+    return moment
+
+
 def _moment(body: dict[str, Any], key: str, date_means_end_of_day: bool) -> datetime | None:
     moment = _parse_moment(body, key, date_means_end_of_day)
     if moment is not None and moment < EARLIEST_MOMENT:

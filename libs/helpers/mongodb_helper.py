@@ -281,10 +281,19 @@ def distinct_coin_ids(collection: Collection | None = None) -> list[str]:
     return sorted(coin for coin in coins if usable_coin_id(coin))
 
 
-def coin_documents(collection: Collection, coin_id: str, signal: str) -> list[dict[str, Any]]:
-    """One coin's observations of one signal with the flags written for it (the plot's data)."""
+def coin_documents(
+    collection: Collection, coin_id: str, signal: str, *, after: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One coin's observations of one signal with the flags written for it (the plot's data).
+
+    ``after`` (exclusive) and ``until`` (inclusive) bound the timestamps when given.
+    """
     projection = {"_id": 1, "coin_id": 1, "timestamp": 1, signal: 1, f"anomalies.{signal}": 1}
+    query: dict[str, Any] = {"coin_id": coin_id}
+    bounds = {name: moment for name, moment in (("$gt", after), ("$lte", until)) if moment is not None}
+    if bounds:
+        query["timestamp"] = bounds
     try:
-        return list(collection.find({"coin_id": coin_id}, projection))
+        return list(collection.find(query, projection))
     except PyMongoError as exc:
         raise StoreUnavailable(f"reading coin {coin_id!r} failed: {type(exc).__name__}: {exc}") from None

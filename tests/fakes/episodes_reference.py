@@ -10,6 +10,7 @@ Entries are dicts with ``coin_id, signal, period_days, timestamp`` (datetime),
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -139,3 +140,86 @@ def reference_starts(
         key = (f["coin_id"], f["signal"], int(f["period_days"]), before, f["direction"])
         answers.append(key not in known)
     return answers
+
+
+def reference_stored_entries(
+    documents: Iterable[dict[str, Any]],
+    signals: Iterable[str],
+    periods: Iterable[int] | None = None,
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """SPEC section 5's stored entries walked document by document, as entry dicts for the functions above.
+
+    Only documents with a non-empty string ``coin_id`` and a date ``timestamp``
+    (in ``[since, as_of]`` when given) count; an entry is a sub-document under
+    ``anomalies.<signal>.<P>d``; a number that is not a finite float is None,
+    a flag that is not a boolean is None.
+    """
+    wanted_periods = None if periods is None else set(periods)
+    rows = []
+    for doc in documents:
+        coin, stamp = doc.get("coin_id"), doc.get("timestamp")
+        if not isinstance(coin, str) or not coin or not isinstance(stamp, datetime):
+            continue
+        if (since is not None and stamp < since) or (as_of is not None and stamp > as_of):
+            continue
+        anomalies = doc.get("anomalies")
+        if not isinstance(anomalies, dict):
+            continue
+        for signal in signals:
+            windows = anomalies.get(signal)
+            if not isinstance(windows, dict):
+                continue
+            for key, stored in windows.items():
+                if not re.fullmatch(r"[1-9][0-9]{0,2}d", key) or not isinstance(stored, dict):
+                    continue
+                if wanted_periods is not None and int(key[:-1]) not in wanted_periods:
+                    continue
+                numbers = {}
+                for name in ("value", "q1", "q3", "lower", "upper", "k"):
+                    number = stored.get(name)
+                    numbers[name] = number if isinstance(number, float) and math.isfinite(number) else None
+                flag = stored.get("is_anomaly")
+                rows.append(
+                    {
+                        "coin_id": coin,
+                        "signal": signal,
+                        "period_days": int(key[:-1]),
+                        "timestamp": stamp,
+                        **numbers,
+                        "is_anomaly": flag if isinstance(flag, bool) else None,
+                    }
+                )
+    return rows
+
+
+def iso_ms(moment: datetime) -> str:
+    """SPEC section 10's time format, by strftime."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def reference_json(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
+    """SPEC section 11's episodes.json of the reference's episodes."""
+    return [
+        {
+            **episode,
+            "start": iso_ms(episode["start"]),
+            "end": iso_ms(episode["end"]),
+            "peak_timestamp": iso_ms(episode["peak_timestamp"]),
+        }
+        for episode in reference_episodes(entries, lookback_hours)
+    ]
+
+
+def assert_same_json(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Episodes JSON equal to the reference's: same keys in the same order, floats to 12 digits."""
+    import pytest
+
+    assert [list(e) for e in got] == [list(e) for e in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        for key, value in theirs.items():
+            if key in ("peak_value", "peak_severity") and value is not None:
+                assert mine[key] == pytest.approx(value, rel=1e-12), key
+            else:
+                assert mine[key] == value, key

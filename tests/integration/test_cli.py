@@ -79,6 +79,9 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
             written_flag(doc, signal, period) for signal in doc["anomalies"] for period in (3, 7, 30)
         )
     assert flags[coin] == max(flags.values()) and imread(plot).shape[:2] == (480, 1100)
+    # and the analysts' report of the judged week is written, and said where
+    page = Path(re.search(r"^report: (\S+index\.html)\n  \d+ episodes on ", out, flags=re.MULTILINE).group(1))
+    assert page.exists() and json.loads((page.parent / "episodes.json").read_text())
     log_lines = (tmp_path / "demo-function.log").read_text().splitlines()
     assert sum('"message rejected"' in line for line in log_lines) == 5 * len(INVALID_BODIES)
 

@@ -1,0 +1,159 @@
+"""The report command's work: read the stored entries, build the episodes, write the files.
+
+I/O stays here, at the edges: one query for the entries (through the
+configured reader), one small index-served query per plotted episode (the
+``plot`` picture needs the coin's values and the window before the period),
+and the files of SPEC section 11. Everything between is pure:
+:mod:`libs.report.entries` (documents to frame), :mod:`libs.models.episodes`
+(the episodes), :mod:`libs.report.shaping` (JSON and counts) and
+:mod:`libs.report.page` (the HTML).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from pymongo.collection import Collection
+
+from libs.helpers.constants_helper import Settings
+from libs.helpers.mongodb_helper import Reader
+from libs.local.plot import EpisodeMark, plot_signal
+from libs.models.episodes import build_episodes
+from libs.report.entries import read_entries
+from libs.report.page import PLOTTED, PageView, Plot, format_value, render_page
+from libs.report.scope import ReportScope
+from libs.report.shaping import ReportCounts, episodes_json, report_counts
+
+PAGE_NAME = "index.html"
+JSON_NAME = "episodes.json"
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and what it holds."""
+
+    page: Path
+    episodes_file: Path
+    counts: ReportCounts
+    top: str
+
+    def summary_line(self, scope: ReportScope) -> str:
+        """The one line the command prints under the page's path."""
+        counts = self.counts
+        period = f"{scope.since:%Y-%m-%d %H:%M} to {scope.as_of:%Y-%m-%d %H:%M} UTC"
+        if not counts.episodes:
+            return f"nothing flagged from {period} ({counts.entries:,} entries of {counts.coins_read:,} coins read)"
+        return (
+            f"{counts.episodes:,} episodes on {counts.coins_with_episodes:,} of {counts.coins_read:,} coins "
+            f"({counts.spike_episodes:,} spikes, {counts.dip_episodes:,} dips; {counts.flagged_observations:,} "
+            f"flagged observations) from {period}; worst: {self.top}"
+        )
+
+
+def _headline(episodes: pd.DataFrame) -> str:
+    if episodes.empty:
+        return ""
+    top = episodes.iloc[0]
+    severity = "flat window" if top["flat_window"] else f"{top['peak_severity']:.2f} IQR"
+    return (
+        f"{top['coin_id']} {top['signal']} {int(top['period_days'])}-day {top['direction']} ({severity}, "
+        f"peak {format_value(float(top['peak_value']))} at {top['peak_timestamp']:%Y-%m-%d %H:%M})"
+    )
+
+
+def _file_name(rank: int, coin_id: str, signal: str, period_days: int) -> str:
+    safe_coin = re.sub(r"[^A-Za-z0-9._-]+", "_", coin_id)[:80]
+    return f"{rank:02d}-{safe_coin}-{signal}-{period_days}d.png"
+
+
+def _peak_k(entries: pd.DataFrame, episode: pd.Series, default: float) -> float:
+    """The k the peak was judged with (a request may set its own), so the drawn fences are the flag's."""
+    if "k" not in entries:
+        return default
+    at_peak = (
+        (entries["coin_id"] == episode["coin_id"])
+        & (entries["signal"] == episode["signal"])
+        & (entries["period_days"] == episode["period_days"])
+        & (entries["timestamp"] == episode["peak_timestamp"])
+    )
+    found = entries.loc[at_peak, "k"].dropna()
+    return float(found.iloc[0]) if len(found) else default
+
+
+def _plots(
+    collection: Collection,
+    episodes: pd.DataFrame,
+    entries: pd.DataFrame,
+    scope: ReportScope,
+    settings: Settings,
+    directory: Path,
+) -> tuple[Plot, ...]:
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("[0-9][0-9]-*.png"):  # an earlier report's pictures
+        stale.unlink()
+    plots = []
+    for rank, episode in enumerate(episodes.head(PLOTTED).itertuples(index=False), start=1):
+        name = _file_name(rank, episode.coin_id, episode.signal, int(episode.period_days))
+        path = directory / name
+        plot_signal(
+            collection,
+            coin_id=episode.coin_id,
+            signal=episode.signal,
+            period_days=int(episode.period_days),
+            out=path,
+            deviation_limit=_peak_k(entries, pd.Series(episode._asdict()), settings.deviation_limit),
+            min_observations=settings.min_observations,
+            since=scope.since,
+            until=scope.as_of,
+            episode=EpisodeMark(
+                start=pd.Timestamp(episode.start).to_pydatetime(),
+                end=pd.Timestamp(episode.end).to_pydatetime(),
+                peak=pd.Timestamp(episode.peak_timestamp).to_pydatetime(),
+                label=f"episode #{rank}",
+            ),
+            title=f"#{rank} {episode.coin_id}: {episode.signal}, {int(episode.period_days)}-day window",
+        )
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        plots.append(Plot(rank=rank, data_uri=f"data:image/png;base64,{data}", file_name=name))
+    return tuple(plots)
+
+
+def write_report(
+    scope: ReportScope,
+    settings: Settings,
+    out_dir: Path,
+    *,
+    reader: Reader,
+    collection: Collection,
+    generated_at: datetime,
+) -> ReportResult:
+    """Read, build and write ``episodes.json``, ``index.html`` and the plots under ``out_dir``.
+
+    Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read.
+    """
+    entries = read_entries(reader, scope).frame
+    episodes = build_episodes(entries, settings.latest_lookback_hours)
+    counts = report_counts(entries, episodes, scope.signals)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    episodes_file = out_dir / JSON_NAME
+    episodes_file.write_text(json.dumps(episodes_json(episodes), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    plots = _plots(collection, episodes, entries, scope, settings, out_dir / PLOTS_DIR)
+    view = PageView(
+        scope=scope,
+        generated_at=generated_at,
+        lookback_hours=settings.latest_lookback_hours,
+        source=f"{settings.database}.{settings.collection}",
+        counts=counts,
+        episodes=episodes,
+        plots=plots,
+    )
+    page = out_dir / PAGE_NAME
+    page.write_text(render_page(view), encoding="utf-8")
+    return ReportResult(page=page, episodes_file=episodes_file, counts=counts, top=_headline(episodes))

@@ -1,0 +1,207 @@
+"""The report's one read: the stored entries of SPEC section 5, as a flat frame.
+
+The function writes ``anomalies.<signal>.<P>d = {is_anomaly, value, q1, q3,
+lower, upper, n, k}`` onto each judged document. The report reads them back
+with one query, served by the ``{coin_id: 1, timestamp: 1}`` index (its filter
+names ``coin_id`` first, as the function's own history query does), and turns
+the nested documents into one row per (observation, signal, period): the frame
+:func:`libs.models.episodes.build_episodes` takes.
+
+How it stays fast: documents are consumed a chunk at a time (a cursor is never
+held whole) and every level of nesting is walked with C-level passes
+(``map(dict.get, …)``, ``itertools.compress``, ``np.fromiter``); the only
+Python loops are over chunks, the few signals and the few windows.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import chain, compress, islice, repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from libs.helpers.mongodb_helper import Reader
+from libs.models.history import as_number
+from libs.report.scope import ReportScope
+
+#: Columns of the entries frame, in this order.
+ENTRY_COLUMNS = (
+    "coin_id",
+    "signal",
+    "period_days",
+    "timestamp",
+    "value",
+    "q1",
+    "q3",
+    "lower",
+    "upper",
+    "k",
+    "is_anomaly",
+)
+_NUMBERS = ("value", "q1", "q3", "lower", "upper", "k")
+#: The key of a window's entry under ``anomalies.<signal>``: ``7d`` for 7 days.
+_PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
+#: Documents converted at a time.
+CHUNK_SIZE = 32_768
+
+
+@dataclass(frozen=True)
+class StoredEntries:
+    """The entries frame (columns :data:`ENTRY_COLUMNS`) and how many documents the query returned."""
+
+    frame: pd.DataFrame
+    documents: int
+
+
+def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
+    """Filter and projection of the report's one query.
+
+    ``coin_id`` comes first so the index serves the query, as in
+    :func:`libs.helpers.mongodb_helper.history_query`; with no coin filter
+    ``{"$gt": ""}`` matches every usable id and still uses the index. Only
+    judged documents are returned, and of them only the requested entries.
+    """
+    coins: dict[str, Any] = {"$in": list(scope.coin_ids)} if scope.coin_ids else {"$gt": ""}
+    query = {
+        "coin_id": coins,
+        "timestamp": {"$gte": scope.since, "$lte": scope.as_of},
+        "anomalies": {"$exists": True},
+    }
+    if scope.periods_days is None:
+        paths = [f"anomalies.{signal}" for signal in scope.signals]
+    else:
+        paths = [f"anomalies.{signal}.{period}d" for signal in scope.signals for period in scope.periods_days]
+    projection = {"_id": 0, "coin_id": 1, "timestamp": 1, **dict.fromkeys(paths, 1)}
+    return query, projection
+
+
+def read_entries(reader: Reader, scope: ReportScope) -> StoredEntries:
+    """Run the one query through ``reader`` and build the entries frame (raises ``StoreUnavailable``)."""
+    query, projection = entries_query(scope)
+    return documents_to_entries(reader.find(query, projection), scope)
+
+
+def documents_to_entries(documents: Iterable[dict[str, Any]], scope: ReportScope) -> StoredEntries:
+    """One row per stored entry of the scope's signals (and windows) in ``documents``.
+
+    A row is kept for every entry that is a sub-document, whatever its flag
+    (an unflagged or insufficient entry is still a step: it ends an episode).
+    Numbers that are not finite numbers become NaN; ``is_anomaly`` is a
+    nullable boolean (NA where null). Documents without a usable ``coin_id`` or
+    ``timestamp`` add nothing. Windows are those of the scope, or every
+    ``<P>d`` key found when the scope names none.
+    """
+    parts: list[dict[str, np.ndarray]] = []
+    read = 0
+    for chunk in _chunks(documents):
+        read += len(chunk)
+        parts.extend(_chunk_entries(chunk, scope))
+    if not parts:
+        return StoredEntries(empty_entries(), read)
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    flags = columns.pop("is_true"), columns.pop("is_false")
+    frame = pd.DataFrame(columns, copy=False)
+    frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~(flags[0] | flags[1]))
+    return StoredEntries(frame[list(ENTRY_COLUMNS)], read)
+
+
+def empty_entries() -> pd.DataFrame:
+    """An entries frame with no rows and the right dtypes."""
+    return pd.DataFrame(
+        {
+            "coin_id": pd.Series([], dtype=object),
+            "signal": pd.Series([], dtype=object),
+            "period_days": pd.Series([], dtype=np.int64),
+            "timestamp": pd.Series([], dtype="datetime64[ms]"),
+            **{name: pd.Series([], dtype=np.float64) for name in _NUMBERS},
+            "is_anomaly": pd.Series([], dtype="boolean"),
+        }
+    )
+
+
+def _chunks(documents: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(documents)
+    while chunk := list(islice(iterator, CHUNK_SIZE)):
+        yield chunk
+
+
+def _dicts(items: list[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Positions of the items that are dicts, and those dicts (C-level passes)."""
+    mask = np.fromiter(map(isinstance, items, repeat(dict)), dtype=bool, count=len(items))
+    if mask.all():
+        return np.arange(len(items)), items
+    return np.flatnonzero(mask), list(compress(items, mask))
+
+
+def _get(dicts: list[dict[str, Any]], key: str) -> list[Any]:
+    return list(map(dict.get, dicts, repeat(key)))
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    """Float64 values; NaN for null, non-numbers and non-finite numbers (one C-level pass)."""
+    try:
+        column = np.fromiter(map(getattr, values, repeat("real"), repeat(math.nan)), np.float64, len(values))
+    except (OverflowError, TypeError, ValueError):  # an int beyond float range, or an odd ``.real``
+        column = np.array([as_number(v) for v in values], dtype=np.float64)
+    column[~np.isfinite(column)] = np.nan
+    return column
+
+
+def _usable(chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of documents with a non-empty string coin_id and a date timestamp, their ids and stamps."""
+    coins = _get(chunk, "coin_id")
+    stamps = _get(chunk, "timestamp")
+    usable = np.fromiter(map(isinstance, coins, repeat(str)), dtype=bool, count=len(chunk))
+    usable &= np.fromiter(map(isinstance, stamps, repeat(datetime)), dtype=bool, count=len(chunk))
+    usable &= np.fromiter(map(bool, coins), dtype=bool, count=len(chunk))
+    rows = np.flatnonzero(usable)
+    coin_ids = np.fromiter(compress(coins, usable), dtype=object, count=len(rows))
+    times = pd.to_datetime(np.fromiter(compress(stamps, usable), dtype=object, count=len(rows)), utc=True)
+    return rows, coin_ids, times.tz_localize(None).as_unit("ms").to_numpy()
+
+
+def _period_keys(signal_entries: list[dict[str, Any]], scope: ReportScope) -> list[tuple[str, int]]:
+    if scope.periods_days is not None:
+        return [(f"{period}d", period) for period in scope.periods_days]
+    keys = set(chain.from_iterable(map(dict.keys, signal_entries)))
+    found = [(key, int(key[:-1])) for key in keys if isinstance(key, str) and _PERIOD_KEY.fullmatch(key)]
+    return sorted(found, key=operator.itemgetter(1))
+
+
+def _chunk_entries(chunk: list[dict[str, Any]], scope: ReportScope) -> Iterator[dict[str, np.ndarray]]:
+    rows, coin_ids, times = _usable(chunk)
+    if not len(rows):
+        return
+    # ``of_doc[i]`` is the usable document a position refers to, followed level by level down the nesting.
+    of_doc = np.full(len(chunk), -1, dtype=np.int64)
+    of_doc[rows] = np.arange(len(rows))
+    anomalies_at, anomalies = _dicts(_get(chunk, "anomalies"))
+    keep = of_doc[anomalies_at] >= 0
+    anomalies_at = anomalies_at[keep]
+    anomalies = list(compress(anomalies, keep)) if not keep.all() else anomalies
+    for signal in scope.signals:
+        signal_at, signal_entries = _dicts(_get(anomalies, signal))
+        if not len(signal_at):
+            continue
+        for key, period in _period_keys(signal_entries, scope):
+            entry_at, entries = _dicts(_get(signal_entries, key))
+            if not len(entry_at):
+                continue
+            doc = of_doc[anomalies_at[signal_at[entry_at]]]
+            flags = _get(entries, "is_anomaly")
+            yield {
+                "coin_id": coin_ids[doc],
+                "signal": np.full(len(doc), signal, dtype=object),
+                "period_days": np.full(len(doc), period, dtype=np.int64),
+                "timestamp": times[doc],
+                **{name: _floats(_get(entries, name)) for name in _NUMBERS},
+                "is_true": np.fromiter(map(operator.is_, flags, repeat(True)), dtype=bool, count=len(flags)),
+                "is_false": np.fromiter(map(operator.is_, flags, repeat(False)), dtype=bool, count=len(flags)),
+            }

@@ -1,0 +1,414 @@
+"""The analysts' page (SPEC section 11): one HTML file that opens with no network.
+
+Pure: it takes what the report computed and returns the page's text. Styles
+are inline (one ``<style>`` element), pictures come in as ``data:`` URIs, and
+no script runs, so the page looks the same from a laptop, a mail attachment
+or a file share. What is on it, top to bottom: the period and filters, the
+counts, the ranked episode table and the top ten episodes' plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+from libs.local.plot import compact_number
+from libs.models.episodes import SPIKE
+from libs.report.scope import ReportScope
+from libs.report.shaping import ReportCounts
+
+#: Episodes listed in the page's table; every one is in episodes.json.
+MAX_TABLE_ROWS = 1_000
+#: Episodes plotted (SPEC section 11: the top ten).
+PLOTTED = 10
+#: The severity bar's length in pixels: the report's worst finite severity gets the longest.
+_BAR_MIN_PX, _BAR_MAX_PX = 3, 64
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One plotted episode: its rank (1-based), its picture as a data URI and the PNG file's name."""
+
+    rank: int
+    data_uri: str
+    file_name: str
+
+
+@dataclass(frozen=True)
+class PageView:
+    """Everything the page shows."""
+
+    scope: ReportScope
+    generated_at: datetime
+    lookback_hours: int
+    source: str
+    counts: ReportCounts
+    episodes: pd.DataFrame
+    plots: tuple[Plot, ...]
+
+
+def _when(moment: datetime | pd.Timestamp) -> str:
+    """Minutes, or seconds when the moment is not on a minute (an ``--as-of`` date ends at 23:59:59.999)."""
+    stamp = pd.Timestamp(moment)
+    return stamp.strftime("%Y-%m-%d %H:%M" if stamp.second == 0 and stamp.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
+
+
+def _time_format(scope: ReportScope) -> str:
+    """Table times: month, day and time; the year too when the period spans two years."""
+    return "%b %d %H:%M" if scope.since.year == scope.as_of.year else "%Y %b %d %H:%M"
+
+
+def _period(scope: ReportScope) -> str:
+    return f"{_when(scope.since)} → {_when(scope.as_of)} UTC"
+
+
+def format_value(value: float) -> str:
+    """A signal value for reading at a glance: 1.23 B, 45,210, 63.52, 0.01234 (— when missing)."""
+    return compact_number(value, precise=True) if np.isfinite(value) else "—"
+
+
+def format_duration(seconds: float) -> str:
+    """How long an episode lasted, first to last flagged observation: 45 min, 6 h, 2 d 6 h."""
+    if seconds <= 0:
+        return "single"
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h" if hours % 24 else f"{hours // 24} d"
+
+
+def _direction(direction: str) -> str:
+    arrow = "▲" if direction == SPIKE else "▼"
+    return f'<span class="dir {escape(direction)}">{arrow} {escape(direction)}</span>'
+
+
+def _severity(severity: float, flat: bool, scale: float) -> str:
+    if flat or not np.isfinite(severity):
+        return '<span class="flat" title="the window was flat (IQR 0): any move breaks it">flat window</span>'
+    # Log scale: severities run from a fraction of an IQR to hundreds, and the small ones matter too.
+    share = min(np.log1p(severity) / np.log1p(scale), 1.0) if scale > 0 else 0.0
+    return (
+        f'<span class="sev"><span class="bar" style="width:{_BAR_MIN_PX + share * (_BAR_MAX_PX - _BAR_MIN_PX):.0f}px">'
+        "</span>"
+        f'<span class="num">{severity:.2f}</span></span>'
+    )
+
+
+def _worst(episodes: pd.DataFrame) -> tuple[str, str]:
+    if episodes.empty:
+        return "—", "nothing flagged"
+    top = episodes.iloc[0]
+    severity = "flat window" if top["flat_window"] else f"{float(top['peak_severity']):.1f} IQR"
+    detail = f"{top['signal']} · {int(top['period_days'])}-day {top['direction']} · {severity}"
+    return str(top["coin_id"]), detail
+
+
+def _cards(counts: ReportCounts, episodes: pd.DataFrame) -> str:
+    kinds = f"{counts.spike_episodes:,} spikes · {counts.dip_episodes:,} dips"
+    if counts.flat_episodes:
+        kinds += f" · {counts.flat_episodes:,} flat-window"
+    share = counts.flagged / counts.entries if counts.entries else 0.0
+    worst, worst_detail = _worst(episodes)
+    cards = [
+        ("Episodes", f"{counts.episodes:,}", kinds, "big"),
+        ("Coins affected", f"{counts.coins_with_episodes:,}", f"of {counts.coins_read:,} coins judged", "big"),
+        (
+            "Flagged observations",
+            f"{counts.flagged_observations:,}",
+            f"{counts.flagged:,} flags in {counts.entries:,} judged values ({share:.1%})",
+            "big",
+        ),
+        ("Worst episode", worst, worst_detail, "big name"),
+    ]
+    return "\n".join(
+        f'<div class="card"><div class="label">{label}</div><div class="{css}">{escape(value)}</div>'
+        f'<div class="small">{escape(detail)}</div></div>'
+        for label, value, detail, css in cards
+    )
+
+
+def _by_window(by_window: pd.DataFrame) -> str:
+    if by_window.empty:
+        return ""
+    periods = sorted(by_window["period_days"].unique().tolist())
+    head = "".join(f'<th class="n">{p}-day</th>' for p in periods)
+    cells = by_window.set_index(["signal", "period_days"])
+    rows = []
+    for signal in dict.fromkeys(by_window["signal"].tolist()):
+        row = [f'<th scope="row">{escape(signal)}</th>']
+        for period in periods:
+            if (signal, period) not in cells.index:
+                row.append('<td class="n muted">—</td>')
+                continue
+            cell = cells.loc[(signal, period)]
+            flagged, judged = int(cell["flagged"]), int(cell["judged"])
+            hot = " hot" if flagged else ""
+            row.append(
+                f'<td class="n{hot}" title="{int(cell["spikes"])} spikes, {int(cell["dips"])} dips">'
+                f'{flagged:,}<span class="of"> / {judged:,}</span></td>'
+            )
+        rows.append(f"<tr>{''.join(row)}</tr>")
+    totals = by_window.groupby("period_days")[["flagged", "judged"]].sum()
+    total = "".join(
+        f'<td class="n">{int(totals.loc[p, "flagged"]):,}<span class="of"> / {int(totals.loc[p, "judged"]):,}</span></td>'
+        for p in periods
+    )
+    return (
+        '<div class="window-table"><table id="by-window" class="grid"><thead><tr><th>signal</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        f'<tfoot><tr><th scope="row">all signals</th>{total}</tr></tfoot></table>'
+        '<p class="muted small">flagged / judged observations per signal and window</p></div>'
+    )
+
+
+def _span(start: str, end: str, start_day: str, end_day: str) -> str:
+    """``Oct 30 12:00 → Nov 01 00:00``, ``Oct 30 12:00 → 18:00`` within a day, or the one time."""
+    if start == end:
+        return start
+    return f"{start} → {end[len(end_day) + 1 :] if start_day == end_day else end}"
+
+
+def _episode_rows(episodes: pd.DataFrame, plotted: set[int], time_format: str) -> str:
+    shown = episodes.head(MAX_TABLE_ROWS)
+    severities = shown["peak_severity"].to_numpy(dtype=float)
+    finite = severities[np.isfinite(severities)]
+    scale = float(finite.max()) if finite.size else 0.0
+    seconds = (shown["end"] - shown["start"]).dt.total_seconds().to_numpy()
+    day_format = time_format.rsplit(" ", 1)[0]
+    columns = zip(
+        range(1, len(shown) + 1),
+        shown["coin_id"].astype(str),
+        shown["signal"].astype(str),
+        shown["period_days"].astype(int),
+        shown["direction"].astype(str),
+        severities,
+        shown["flat_window"].astype(bool),
+        shown["peak_value"].to_numpy(dtype=float),
+        shown["peak_timestamp"].dt.strftime(time_format),
+        shown["start"].dt.strftime(time_format),
+        shown["end"].dt.strftime(time_format),
+        shown["start"].dt.strftime(day_format),
+        shown["end"].dt.strftime(day_format),
+        shown["observations"].astype(int),
+        seconds,
+    )
+    rows = []
+    for (
+        rank,
+        coin,
+        signal,
+        period,
+        direction,
+        severity,
+        flat,
+        value,
+        peak,
+        start,
+        end,
+        day0,
+        day1,
+        count,
+        span,
+    ) in columns:
+        link = f'<a href="#plot-{rank}" title="see the plot">{rank}</a>' if rank in plotted else str(rank)
+        top = ' class="top"' if rank in plotted else ""
+        rows.append(
+            f'<tr{top}><td class="n rank">{link}</td><td class="coin">{escape(coin)}</td>'
+            f'<td>{escape(signal)}</td><td class="n">{period}-day</td><td>{_direction(direction)}</td>'
+            f'<td>{_severity(severity, flat, scale)}</td><td class="n">{escape(format_value(value))}</td>'
+            f'<td class="t">{peak}</td><td class="t">{_span(start, end, day0, day1)}</td>'
+            f'<td class="n">{count}</td><td class="n">{format_duration(span)}</td></tr>'
+        )
+    return "\n".join(rows)
+
+
+def _episode_table(episodes: pd.DataFrame, plotted: set[int], time_format: str) -> str:
+    more = ""
+    if len(episodes) > MAX_TABLE_ROWS:
+        more = (
+            f'<p class="muted">The table lists the first {MAX_TABLE_ROWS:,} of {len(episodes):,} episodes; '
+            "episodes.json holds them all.</p>"
+        )
+    return (
+        '<div class="scroll"><table id="episodes" class="grid">'
+        "<thead><tr>"
+        '<th class="n">#</th><th>coin</th><th>signal</th><th class="n">window</th><th>direction</th>'
+        '<th title="how many IQRs beyond the fence the peak lies">severity (IQR)</th>'
+        '<th class="n">peak value</th><th>peak at</th><th>flagged from → to</th>'
+        '<th class="n" title="flagged observations in the episode">flagged</th>'
+        '<th class="n" title="first to last flagged observation">lasted</th>'
+        f"</tr></thead><tbody>\n{_episode_rows(episodes, plotted, time_format)}\n</tbody></table></div>{more}"
+    )
+
+
+def _figures(view: PageView) -> str:
+    episodes = view.episodes
+    figures = []
+    for plot in view.plots:
+        episode = episodes.iloc[plot.rank - 1]
+        flat = bool(episode["flat_window"])
+        severity = "flat window" if flat else f"severity {float(episode['peak_severity']):.2f} IQR"
+        count = int(episode["observations"])
+        span = f"{_when(episode['start'])} → {_when(episode['end'])}, " if episode["start"] != episode["end"] else ""
+        facts = (
+            f"{_direction(str(episode['direction']))} · {escape(severity)} · "
+            f"{count} flagged observation{'s' if count != 1 else ''}, {span}"
+            f"peak {escape(format_value(float(episode['peak_value'])))} at {_when(episode['peak_timestamp'])}"
+        )
+        figures.append(
+            f'<figure id="plot-{plot.rank}" class="plot">'
+            f'<figcaption><span class="badge">#{plot.rank}</span> <strong>{escape(str(episode["coin_id"]))}</strong> · '
+            f"{escape(str(episode['signal']))} · {int(episode['period_days'])}-day window"
+            f'<span class="facts">{facts}</span></figcaption>'
+            f'<img src="{plot.data_uri}" alt="{escape(str(episode["coin_id"]))} {escape(str(episode["signal"]))} '
+            f'over the period, its fences and flags, the episode shaded" width="1100" height="480">'
+            f'<div class="small muted">also as <code>plots/{escape(plot.file_name)}</code></div></figure>'
+        )
+    return "\n".join(figures)
+
+
+def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
+    if counts.entries == 0:
+        return (
+            '<div class="empty"><strong>No stored entries in this period.</strong> '
+            f"Nothing the function judged is stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC "
+            "for these filters: "
+            "check the dates, or whether the function has run for them.</div>"
+        )
+    return (
+        '<div class="empty ok"><strong>Nothing flagged.</strong> '
+        f"{counts.entries:,} entries of {counts.coins_read:,} coins were judged in this period and none is an "
+        "anomaly.</div>"
+    )
+
+
+def render_page(view: PageView) -> str:
+    """The whole page as HTML text (UTF-8)."""
+    scope, counts = view.scope, view.counts
+    filters = scope.describe()
+    plotted = {plot.rank for plot in view.plots}
+    if counts.episodes:
+        body = (
+            '<section id="ranked"><h2>Ranked episodes</h2>'
+            '<p class="muted">Worst first: by how far the peak lies beyond its fence, in IQRs; flat-window '
+            "episodes (a window whose IQR was 0, broken) come last. The first ten link to their plots below.</p>"
+            f"{_episode_table(view.episodes, plotted, _time_format(scope))}</section>"
+            f'<section id="top"><h2>Top {len(view.plots)} episodes</h2>'
+            "<p class=\"muted\">Each coin's signal over the period with the window's Tukey fences (blue band), "
+            "the observations the function flagged (red) and the episode shaded (amber), its peak ringed.</p>"
+            f"{_figures(view)}</section>"
+        )
+    else:
+        body = _empty_state(counts, scope)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Anomaly report · {escape(_period(scope))}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<header>
+<h1>Anomaly report</h1>
+<p class="period">{escape(_period(scope))}</p>
+<dl class="filters">
+<div><dt>coins</dt><dd>{escape(_short(filters["coins"]))}</dd></div>
+<div><dt>signals</dt><dd>{escape(filters["signals"])}</dd></div>
+<div><dt>windows</dt><dd>{escape(filters["windows"])}</dd></div>
+<div><dt>source</dt><dd>{escape(view.source)}</dd></div>
+<div><dt>generated</dt><dd>{view.generated_at:%Y-%m-%d %H:%M} UTC</dd></div>
+</dl>
+</header>
+<main>
+<section id="counts" class="overview">
+<div class="cards">{_cards(counts, view.episodes)}</div>
+{_by_window(counts.by_window)}
+</section>
+{body}
+</main>
+<footer>
+<p><strong>How to read it.</strong> An <em>episode</em> is a run of consecutive observations of one coin's
+signal flagged for one window in the same direction, each at most {view.lookback_hours} h after the one before.
+<em>Severity</em> is how many interquartile ranges (IQR) the peak lies beyond the fence it crossed:
+at k = 1.5, a severity of 1.5 is Tukey's "far out" (3 IQR beyond the quartile). Times are UTC.
+Every episode, in this order, is in <code>episodes.json</code> beside this page.</p>
+</footer>
+</body>
+</html>
+"""
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_STYLE = """
+:root { --ink:#1d2733; --muted:#5d6b7a; --line:#e3e8ee; --bg:#f6f8fa; --card:#fff;
+  --spike:#c62828; --dip:#1565c0; --amber:#f5b700; --accent:#0b5cad; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+  color:var(--ink); background:var(--bg); }
+header { background:#14202e; color:#fff; padding:20px 32px 16px; }
+header h1 { margin:0; font-size:22px; font-weight:600; letter-spacing:.2px; }
+header .period { margin:4px 0 12px; font-size:18px; color:#cfe0f5; font-variant-numeric:tabular-nums; }
+.filters { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0; font-size:13px; }
+.filters div { display:flex; gap:6px; }
+.filters dt { color:#8fa6bf; }
+.filters dd { margin:0; color:#fff; }
+main { max-width:1320px; margin:0 auto; padding:20px 32px 8px; }
+h2 { font-size:17px; margin:28px 0 6px; }
+.overview { display:flex; flex-wrap:wrap; gap:20px; align-items:flex-start; }
+.cards { display:grid; grid-template-columns:repeat(2, minmax(200px, 1fr)); gap:14px; flex:1 1 480px; }
+.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:12px 16px; }
+.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.6px; }
+.card .big { font-size:30px; font-weight:600; font-variant-numeric:tabular-nums; }
+.card .name { font-size:22px; line-height:36px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.small { font-size:12px; }
+.muted { color:var(--muted); }
+.window-table { flex:0 1 auto; background:var(--card); border:1px solid var(--line); border-radius:8px;
+  padding:8px 12px; }
+table.grid { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
+.grid th, .grid td { padding:5px 9px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
+.grid thead th { position:sticky; top:0; background:#eef2f6; font-weight:600; font-size:12px; color:#3b4856;
+  z-index:1; }
+.grid .n { text-align:right; }
+.grid td.hot { color:var(--spike); font-weight:600; }
+.grid .of { color:var(--muted); font-weight:400; font-size:12px; }
+.grid tfoot th, .grid tfoot td { border-bottom:0; font-weight:600; }
+#by-window th[scope=row] { font-weight:500; }
+.scroll { max-height:640px; overflow:auto; background:var(--card); border:1px solid var(--line); border-radius:8px; }
+#episodes tbody tr:nth-child(even) { background:#fafbfc; }
+#episodes tbody tr:hover { background:#eef5ff; }
+#episodes tr.top td.rank a { display:inline-block; min-width:22px; text-align:center; border-radius:10px;
+  background:var(--accent); color:#fff; text-decoration:none; font-weight:600; font-size:12px; }
+#episodes td.coin { font-weight:600; }
+#episodes td.t { color:#3b4856; }
+.dir { font-weight:600; }
+.dir.spike { color:var(--spike); }
+.dir.dip { color:var(--dip); }
+.sev { display:inline-flex; align-items:center; gap:8px; min-width:120px; }
+.sev .bar { display:inline-block; height:8px; border-radius:4px; background:linear-gradient(90deg,#f3a683,#c62828);
+  flex:0 0 auto; }
+.sev .num { font-weight:600; }
+.flat { display:inline-block; padding:1px 8px; border-radius:10px; background:#fff3c4; color:#7a5b00;
+  font-size:12px; }
+figure.plot { margin:0 0 22px; background:var(--card); border:1px solid var(--line); border-radius:8px;
+  padding:12px 14px; }
+figure.plot figcaption { font-size:15px; margin-bottom:8px; }
+figure.plot .facts { display:block; font-size:13px; color:var(--muted); margin-top:2px; }
+figure.plot img { display:block; max-width:100%; height:auto; }
+.badge { display:inline-block; background:var(--accent); color:#fff; border-radius:10px; padding:0 8px;
+  font-size:13px; font-weight:600; }
+.empty { margin:28px 0; padding:18px 20px; border-radius:8px; background:#fff8e1; border:1px solid #f3d27a; }
+.empty.ok { background:#eaf7ee; border-color:#a7d8b5; }
+footer { max-width:1320px; margin:0 auto; padding:4px 32px 32px; color:var(--muted); font-size:13px; }
+code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
+"""

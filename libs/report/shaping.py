@@ -1,0 +1,109 @@
+"""Pure shaping of the report: episodes as SPEC section 11's JSON, and the counts the page shows.
+
+Frames in, plain values out; no I/O. Times are written as SPEC section 10
+says (ISO-8601 UTC with milliseconds and ``Z``), formatted a column at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify
+
+
+def iso_utc_ms(times: pd.Series | np.ndarray) -> list[str]:
+    """``2024-11-01T12:00:00.000Z`` for each naive-UTC time (truncated to the millisecond, as BSON stores it)."""
+    stamps = np.asarray(times, dtype="datetime64[ns]").astype("datetime64[ms]")
+    return np.char.add(np.datetime_as_string(stamps, unit="ms"), "Z").tolist()
+
+
+def _finite_or_none(values: pd.Series) -> list[float | None]:
+    numbers = values.to_numpy(dtype=float)
+    boxed = numbers.astype(object)
+    boxed[~np.isfinite(numbers)] = None
+    return boxed.tolist()
+
+
+def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
+    """The episodes frame of :func:`~libs.models.episodes.build_episodes` as SPEC section 11's JSON array.
+
+    Keys in the spec's order; ``peak_severity`` null and ``flat_window`` true
+    for a flat-window episode; rows kept in the frame's (ranked) order.
+    """
+    if episodes.empty:
+        return []
+    columns: dict[str, list[Any]] = {
+        "coin_id": episodes["coin_id"].astype(str).tolist(),
+        "signal": episodes["signal"].astype(str).tolist(),
+        "period_days": episodes["period_days"].astype(int).tolist(),
+        "direction": episodes["direction"].astype(str).tolist(),
+        "start": iso_utc_ms(episodes["start"]),
+        "end": iso_utc_ms(episodes["end"]),
+        "observations": episodes["observations"].astype(int).tolist(),
+        "peak_timestamp": iso_utc_ms(episodes["peak_timestamp"]),
+        "peak_value": _finite_or_none(episodes["peak_value"]),
+        "peak_severity": _finite_or_none(episodes["peak_severity"]),
+        "flat_window": episodes["flat_window"].astype(bool).tolist(),
+    }
+    return [dict(zip(EPISODE_COLUMNS, row)) for row in zip(*(columns[name] for name in EPISODE_COLUMNS))]
+
+
+@dataclass(frozen=True)
+class ReportCounts:
+    """What the page's summary shows.
+
+    ``by_window`` has one row per (signal, period_days) with an entry: how many
+    entries were read (``judged``), how many are flagged (``flagged``) and of
+    those how many are spikes and dips; ordered by the given signal order, then
+    period.
+    """
+
+    episodes: int
+    spike_episodes: int
+    dip_episodes: int
+    flat_episodes: int
+    coins_with_episodes: int
+    coins_read: int
+    entries: int
+    flagged: int
+    flagged_observations: int
+    by_window: pd.DataFrame
+
+
+def report_counts(entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...]) -> ReportCounts:
+    """Counts of episodes, coins and flagged entries (by signal × window), all vectorised."""
+    classes = classify(entries) if not entries.empty else pd.DataFrame({"direction": pd.Series([], dtype=object)})
+    direction = classes["direction"]
+    flagged = direction.notna().to_numpy()
+    table = pd.DataFrame(
+        {
+            "signal": entries["signal"].to_numpy(dtype=object),
+            "period_days": entries["period_days"].to_numpy(dtype=np.int64),
+            "judged": 1,
+            "flagged": flagged.astype(np.int64),
+            "spikes": (direction == SPIKE).to_numpy(dtype=np.int64),
+            "dips": (direction == DIP).to_numpy(dtype=np.int64),
+        }
+    )
+    by_window = table.groupby(["signal", "period_days"], as_index=False, sort=False).sum()
+    rank = {signal: position for position, signal in enumerate(signal_order)}
+    by_window = by_window.assign(_rank=by_window["signal"].map(rank).fillna(len(rank)))
+    by_window = by_window.sort_values(["_rank", "period_days"]).drop(columns="_rank").reset_index(drop=True)
+    # An observation counts once however many of its signals and windows are flagged.
+    flagged_observations = entries.loc[flagged, ["coin_id", "timestamp"]].drop_duplicates().shape[0]
+    return ReportCounts(
+        episodes=len(episodes),
+        spike_episodes=int((episodes["direction"] == SPIKE).sum()),
+        dip_episodes=int((episodes["direction"] == DIP).sum()),
+        flat_episodes=int(episodes["flat_window"].sum()),
+        coins_with_episodes=int(episodes["coin_id"].nunique()),
+        coins_read=int(entries["coin_id"].nunique()),
+        entries=len(entries),
+        flagged=int(flagged.sum()),
+        flagged_observations=int(flagged_observations),
+        by_window=by_window,
+    )

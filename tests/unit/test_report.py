@@ -1,0 +1,393 @@
+"""Unit tests of the report's pure parts: its arguments, reading stored entries, the JSON and the page.
+
+Expectations come from plain Python written here (nested loops over the
+documents, ``strftime``) and from the independent reference of episodes in
+``tests/fakes/episodes_reference.py``, never from the modules under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from libs.helpers.constants_helper import SIGNALS
+from libs.models.episodes import build_episodes
+from libs.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
+from libs.report.page import PageView, Plot, format_duration, format_value, render_page
+from libs.report.scope import ReportArgumentError, report_scope
+from libs.report.shaping import episodes_json, iso_utc_ms, report_counts
+from tests.fakes.episodes_reference import (
+    assert_same_json,
+    direction_of,
+    reference_episodes,
+    reference_json,
+    reference_stored_entries,
+)
+
+T0 = datetime(2024, 10, 20)
+NOW = datetime(2024, 11, 1, 12, 30, 15, 123456)
+K = 1.5
+LOOKBACK = 24
+
+
+# --- plain-Python helpers: the function's documents and the expected answers -----------------------
+
+
+def stored_entry(value: float, q1: float | None, q3: float | None, k: float = K) -> dict[str, Any]:
+    """An entry as SPEC section 5 writes it, judged by the rule of section 4 (None quartiles: insufficient)."""
+    if q1 is None or q3 is None:
+        return {
+            "is_anomaly": None,
+            "value": value,
+            "q1": None,
+            "q3": None,
+            "lower": None,
+            "upper": None,
+            "n": 2,
+            "k": k,
+        }
+    lower, upper = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    flag = value < lower or value > upper
+    return {"is_anomaly": flag, "value": value, "q1": q1, "q3": q3, "lower": lower, "upper": upper, "n": 9, "k": k}
+
+
+def plain_entries(
+    documents: list[dict[str, Any]], signals: tuple[str, ...], periods: tuple[int, ...] | None
+) -> list[dict[str, Any]]:
+    """Every stored entry of the wanted signals (and windows), walked document by document."""
+    return reference_stored_entries(documents, signals, periods)
+
+
+def frame_rows(frame: pd.DataFrame) -> list[tuple]:
+    """The entries frame as sortable tuples (None for NaN / NA)."""
+    assert list(frame.columns) == list(ENTRY_COLUMNS)
+    rows = []
+    for row in frame.astype(object).itertuples(index=False):
+        values = []
+        for name, value in zip(ENTRY_COLUMNS, row):
+            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+                values.append(None)
+            elif name == "timestamp":
+                values.append(pd.Timestamp(value).to_pydatetime())
+            else:
+                values.append(value)
+        rows.append(tuple(values))
+    return sorted(rows, key=repr)
+
+
+def plain_rows(entries: list[dict[str, Any]]) -> list[tuple]:
+    return sorted((tuple(entry[name] for name in ENTRY_COLUMNS) for entry in entries), key=repr)
+
+
+def expected_json(entries: list[dict[str, Any]], lookback: int = LOOKBACK) -> list[dict[str, Any]]:
+    """SPEC section 11's JSON of the reference's episodes."""
+    return reference_json(entries, lookback)
+
+
+def scope(**kwargs: Any):
+    return report_scope(now=NOW, **kwargs)
+
+
+# --- the arguments ---------------------------------------------------------------------------------
+
+
+def test_defaults_are_now_and_a_week_before():
+    got = scope()
+    # rounded inwards to BSON's milliseconds: the same stored times as [now - 7 days, now]
+    assert got.as_of == datetime(2024, 11, 1, 12, 30, 15, 123000)
+    assert got.since == datetime(2024, 10, 25, 12, 30, 15, 124000)
+    assert got.coin_ids is None and got.signals == SIGNALS and got.periods_days is None
+
+
+@pytest.mark.parametrize(
+    "since, as_of, expected_since, expected_as_of",
+    [
+        ("2024-10-25", "2024-11-01", datetime(2024, 10, 25), datetime(2024, 11, 1, 23, 59, 59, 999000)),
+        ("20241025T060000Z", "20241101", datetime(2024, 10, 25, 6), datetime(2024, 11, 1, 23, 59, 59, 999000)),
+        ("2024-10-25T08:00:00+02:00", "2024-11-01T12:00:00Z", datetime(2024, 10, 25, 6), datetime(2024, 11, 1, 12)),
+        (None, "2024-11-01T12:00:00", datetime(2024, 10, 25, 12), datetime(2024, 11, 1, 12)),
+        (None, "2024-11-01", datetime(2024, 10, 26), datetime(2024, 11, 1, 23, 59, 59, 999000)),
+    ],
+)
+def test_dates_take_the_formats_of_the_request(since, as_of, expected_since, expected_as_of):
+    got = scope(since=since, as_of=as_of)
+    assert (got.since, got.as_of) == (expected_since, expected_as_of)
+
+
+def test_filters_are_kept_deduplicated_and_in_the_spec_order():
+    got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods=["7", "3", "7"])
+    assert got.coin_ids == ("b", "a")
+    assert got.signals == ("latest_price", "volume")
+    assert got.periods_days == (3, 7)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"since": "yesterday"}, "--since is not an ISO-8601 date or datetime"),
+        ({"as_of": "2024-13-01"}, "--as-of is not an ISO-8601"),
+        ({"since": "2024-11-02", "as_of": "2024-11-01"}, "--since must not be after --as-of"),
+        ({"signals": ["volume", "price"]}, "--signals: 'price' is not one of"),
+        ({"periods": ["0"]}, "--periods: '0' is not a whole number of days from 1 to 365"),
+        ({"periods": ["7.5"]}, "--periods: '7.5'"),
+        ({"coin_ids": []}, "no coin ids given"),
+    ],
+)
+def test_a_bad_argument_is_named(arguments, message):
+    with pytest.raises(ReportArgumentError, match=re.escape(message)):
+        scope(**arguments)
+
+
+# --- the one query ------------------------------------------------------------------------------------
+
+
+def test_the_query_names_coin_id_first_and_reads_only_the_requested_entries():
+    wanted = scope(since="2024-10-25", as_of="2024-11-01", coin_ids=["b", "a"], signals=["volume"], periods=["3", "7"])
+
+    query, projection = entries_query(wanted)
+
+    assert list(query)[0] == "coin_id" and query["coin_id"] == {"$in": ["b", "a"]}
+    assert query["timestamp"] == {"$gte": wanted.since, "$lte": wanted.as_of}
+    assert projection == {"_id": 0, "coin_id": 1, "timestamp": 1, "anomalies.volume.3d": 1, "anomalies.volume.7d": 1}
+
+
+def test_without_filters_the_query_matches_every_coin_and_reads_every_window_of_every_signal():
+    query, projection = entries_query(scope())
+
+    assert list(query)[0] == "coin_id" and query["coin_id"] == {"$gt": ""}
+    assert set(projection) == {"_id", "coin_id", "timestamp"} | {f"anomalies.{s}" for s in SIGNALS}
+
+
+# --- stored entries to a frame, and episodes to JSON, against the references ---------------------------
+
+SMALL_SIGNALS = ("latest_price", "volume")
+SMALL_PERIODS = (3, 7)
+
+cells = st.one_of(
+    st.none(),  # nothing stored for this window
+    st.just("junk"),  # hand-edited: not a sub-document
+    st.tuples(
+        st.sampled_from([-40.0, 0.0, 5.0, 15.0, 20.0, 35.0, 60.0, 500.0]),
+        st.sampled_from([None, 10.0]),
+        st.sampled_from([0.0, 10.0]),  # iqr 0: a flat window
+    ),
+)
+observations = st.lists(
+    st.tuples(st.sampled_from(["coin-a", "coin-b"]), st.integers(0, 120), st.lists(cells, min_size=4, max_size=4)),
+    max_size=40,
+)
+
+
+def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]]:
+    documents = []
+    for coin, hour, stored in drawn:
+        anomalies: dict[str, Any] = {"evaluated_at": T0}
+        for position, cell in enumerate(stored):
+            signal, period = SMALL_SIGNALS[position // 2], SMALL_PERIODS[position % 2]
+            if cell is None:
+                continue
+            if cell == "junk":
+                anomalies[signal] = "junk" if position % 2 else {f"{period}d": 42}
+                continue
+            value, q1, iqr = cell
+            windows = anomalies.get(signal) if isinstance(anomalies.get(signal), dict) else {}
+            anomalies[signal] = windows
+            windows[f"{period}d"] = stored_entry(value, q1, None if q1 is None else q1 + iqr)
+        documents.append({"coin_id": coin, "timestamp": T0 + timedelta(hours=hour), "anomalies": anomalies})
+    return documents
+
+
+@settings(max_examples=150, deadline=None)
+@given(observations, st.sampled_from([None, (3,), (7, 3)]))
+def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(drawn, periods):
+    # given documents as the function writes them, with gaps, ties, flat windows and junk
+    documents = documents_of(drawn)
+    wanted = scope(signals=list(SMALL_SIGNALS), periods=[str(p) for p in periods] if periods else None)
+
+    # when they are read and shaped
+    frame = documents_to_entries(iter(documents), wanted).frame
+    got = episodes_json(build_episodes(frame, LOOKBACK))
+
+    # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
+    expected_entries = plain_entries(documents, SMALL_SIGNALS, periods)
+    assert frame_rows(frame) == plain_rows(expected_entries)
+    assert_same_json(got, expected_json(expected_entries))
+    json.dumps(got, allow_nan=False)  # valid JSON: no NaN slips through
+
+
+def test_unusable_documents_and_odd_values_add_nothing_or_nan():
+    # given documents without a usable coin or time, and entries with odd numbers
+    good = stored_entry(60.0, 10.0, 20.0)
+    documents = [
+        {"coin_id": "", "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
+        {"coin_id": 7, "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
+        {"coin_id": "a", "timestamp": "2024-10-20", "anomalies": {"volume": {"7d": good}}},
+        {"coin_id": "a", "timestamp": T0, "anomalies": "junk"},
+        {"coin_id": "a", "timestamp": T0},
+        {"coin_id": "b", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "q1": "10", "k": math.inf}}}},
+        {"coin_id": "c", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "is_anomaly": 1}, "7days": good}}},
+    ]
+    # when
+    frame = documents_to_entries(documents, scope(signals=["volume"])).frame
+    # then only b and c give a row, with NaN where the number is not one and NA for a non-boolean flag
+    assert frame_rows(frame) == plain_rows(plain_entries(documents, ("volume",), None))
+    assert frame["coin_id"].tolist() == ["b", "c"]
+    assert np.isnan(frame["q1"].iloc[0]) and np.isnan(frame["k"].iloc[0])
+    assert frame["is_anomaly"].isna().tolist() == [False, True]
+
+
+def test_nothing_stored_gives_an_empty_frame_with_the_columns_build_episodes_takes():
+    frame = documents_to_entries([], scope()).frame
+    assert list(frame.columns) == list(ENTRY_COLUMNS) and frame.empty
+    assert episodes_json(build_episodes(frame, LOOKBACK)) == []
+
+
+def test_a_flat_window_is_null_severity_and_ranks_after_every_finite_one():
+    # given a mild spike and a broken flat window at the same coin
+    documents = [
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(36.0, 10.0, 20.0)}}},
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
+    ]
+    # when
+    got = episodes_json(build_episodes(documents_to_entries(documents, scope()).frame, LOOKBACK))
+    # then
+    assert [(e["period_days"], e["peak_severity"], e["flat_window"]) for e in got] == [
+        (7, pytest.approx(0.1), False),
+        (3, None, True),
+    ]
+    assert got[1]["peak_timestamp"] == "2024-10-20T00:00:00.000Z"
+
+
+def test_times_are_iso_utc_with_milliseconds_and_z():
+    times = [datetime(2024, 11, 1, 12, 0, 0, 123456), datetime(1999, 12, 31, 23, 59, 59)]
+    assert iso_utc_ms(pd.Series(times)) == ["2024-11-01T12:00:00.123Z", "1999-12-31T23:59:59.000Z"]
+
+
+# --- the counts -------------------------------------------------------------------------------------------
+
+
+def test_counts_agree_with_counting_by_hand():
+    # given random documents
+    rng = np.random.default_rng(3)
+    drawn = [
+        (
+            f"coin-{rng.integers(4)}",
+            int(rng.integers(0, 200)),
+            [(float(rng.choice([0.0, 15.0, 60.0])), 10.0, 10.0) if rng.random() < 0.8 else None for _ in range(4)],
+        )
+        for _ in range(300)
+    ]
+    documents = documents_of(drawn)
+    entries = plain_entries(documents, SMALL_SIGNALS, None)
+    frame = documents_to_entries(documents, scope(signals=list(SMALL_SIGNALS))).frame
+    episodes = build_episodes(frame, LOOKBACK)
+    # when
+    counts = report_counts(frame, episodes, SMALL_SIGNALS)
+    # then
+    flagged = [e for e in entries if direction_of(e)]
+    reference = reference_episodes(entries, LOOKBACK)
+    assert counts.episodes == len(reference)
+    assert counts.spike_episodes == sum(e["direction"] == "spike" for e in reference)
+    assert counts.coins_with_episodes == len({e["coin_id"] for e in reference})
+    assert counts.coins_read == len({e["coin_id"] for e in entries})
+    assert (counts.entries, counts.flagged) == (len(entries), len(flagged))
+    assert counts.flagged_observations == len({(e["coin_id"], e["timestamp"]) for e in flagged})
+    by_hand = {}
+    for e in entries:
+        cell = by_hand.setdefault((e["signal"], e["period_days"]), [0, 0])
+        cell[0] += 1
+        cell[1] += bool(direction_of(e))
+    table = {(r.signal, r.period_days): [r.judged, r.flagged] for r in counts.by_window.itertuples()}
+    assert table == by_hand
+    assert list(counts.by_window["signal"]) == sorted(counts.by_window["signal"], key=SMALL_SIGNALS.index)
+
+
+# --- the page -----------------------------------------------------------------------------------------------
+
+
+def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
+    wanted = scope(since="2024-10-19", as_of="2024-10-27")
+    frame = documents_to_entries(documents, wanted).frame
+    episodes = build_episodes(frame, LOOKBACK)
+    view = PageView(
+        scope=wanted,
+        generated_at=NOW,
+        lookback_hours=LOOKBACK,
+        source="risk.scores",
+        counts=report_counts(frame, episodes, wanted.signals),
+        episodes=episodes,
+        plots=tuple(Plot(rank, "data:image/png;base64,AAAA", f"{rank:02d}.png") for rank in range(1, plots + 1)),
+    )
+    return render_page(view), episodes
+
+
+def spike_documents(coins: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "coin_id": coin,
+            "timestamp": T0 + timedelta(hours=i),
+            "anomalies": {"volume": {"7d": stored_entry(60.0 + i, 10.0, 20.0)}},
+        }
+        for i, coin in enumerate(coins)
+    ]
+
+
+def test_the_page_lists_every_episode_in_rank_order_and_links_the_plotted_ones():
+    html, episodes = page_of(spike_documents([f"coin-{i}" for i in range(12)]), plots=10)
+
+    rows = re.findall(r'<tr(?: class="top")?><td class="n rank">(.*?)</td><td class="coin">(.*?)</td>', html)
+    assert [coin for _, coin in rows] == episodes["coin_id"].tolist()
+    assert [rank for rank, _ in rows[:10]] == [
+        f'<a href="#plot-{r}" title="see the plot">{r}</a>' for r in range(1, 11)
+    ]
+    assert [rank for rank, _ in rows[10:]] == ["11", "12"]
+    assert all(f'id="plot-{r}"' in html for r in range(1, 11))
+
+
+def test_the_page_needs_no_network_and_escapes_what_it_shows():
+    html, _ = page_of(spike_documents(['<script>alert("x")</script>']), plots=1)
+
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert not re.search(r"""(?:src|href)=["'](?:https?:)?//""", html)
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+
+
+def test_an_empty_period_says_so():
+    html, _ = page_of([])
+    assert "No stored entries in this period" in html and 'id="episodes"' not in html
+
+    quiet = [{"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(15.0, 10.0, 20.0)}}}]
+    html, _ = page_of(quiet)
+    assert "Nothing flagged" in html and 'id="episodes"' not in html
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (23_548_599_469.3, "23.5 B"),
+        (2_130_000.0, "2.13 M"),
+        (3168.4, "3,168"),
+        (63.456, "63.46"),
+        (0.0123456, "0.01235"),
+        (math.nan, "—"),
+    ],
+)
+def test_values_read_at_a_glance(value, text):
+    assert format_value(value) == text
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0, "single"), (45 * 60, "45 min"), (6 * 3600, "6 h"), (36 * 3600, "1 d 12 h"), (48 * 3600, "2 d")],
+)
+def test_durations_read_at_a_glance(seconds, text):
+    assert format_duration(seconds) == text
