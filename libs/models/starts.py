@@ -1,0 +1,225 @@
+"""Which of a message's flags start an episode, judged from the data (SPEC section 9).
+
+A flag of coin *c*, signal *s*, window *P* and direction *d* at time *t*
+starts an episode unless *c*'s previous step for *s* (the nearest earlier
+timestamp with a value of *s*) lies at most ``ANOMALY_LATEST_LOOKBACK_HOURS``
+before *t* and is flagged for *P* in direction *d*. The previous step is
+judged here by the model's own code (:func:`libs.models.model.judge_signal`)
+over the loaded history, never read from stored flags, so alerts are a pure
+function of the data and the request, like the flags. Direction, severity
+and the start rule itself are :mod:`libs.models.episodes`' (``classify``,
+``episode_starts``): the report reads the same definitions.
+
+Why it stays cheap (bench/episode_starts.py): only the flagged entries'
+previous steps are judged, and for each signal only over the rows of the
+coins flagged for it and for the periods flagged for it, so the work is a
+small fraction of the model's; a message without flags costs one pass over
+the results' flag column. The frame is the loader's
+(:class:`libs.models.history.History`): sorted by ``coin_id`` then
+``timestamp``, so a coin's rows are one contiguous block, found by binary
+search on the coin column (the blocks used are checked to be one coin in time
+order). No Python loop runs over coins or rows; only signals are looped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from libs.models.episodes import classify, episode_starts
+from libs.models.model import ModelParams, judge_signal, sort_rows
+
+#: Columns of :func:`starting_flags`: the model's result columns, the entry's coin and time, and its class.
+START_COLUMNS = (
+    "row",
+    "coin_id",
+    "signal",
+    "period_days",
+    "timestamp",
+    "direction",
+    "value",
+    "q1",
+    "q3",
+    "lower",
+    "upper",
+    "n",
+    "k",
+    "severity",
+    "flat_window",
+)
+
+#: What :func:`libs.models.episodes.episode_starts` reads of a step.
+_STEP_COLUMNS = ("coin_id", "signal", "period_days", "timestamp", "direction")
+_NUMBERS = ("value", "q1", "q3", "lower", "upper", "n", "k")
+
+_UNSORTED = "the history frame must be sorted by coin_id, then timestamp (as the loader returns it)"
+
+
+def empty_starts() -> pd.DataFrame:
+    """A :func:`starting_flags` frame with no rows."""
+    return pd.DataFrame({name: np.empty(0, dtype=dtype) for name, dtype in _START_DTYPES.items()}, copy=False)
+
+
+_START_DTYPES = {
+    "row": np.intp,
+    "coin_id": object,
+    "signal": object,
+    "period_days": np.int64,
+    "timestamp": "datetime64[ms]",
+    "direction": object,
+    **dict.fromkeys(("value", "q1", "q3", "lower", "upper"), np.float64),
+    "n": np.int64,
+    "k": np.float64,
+    "severity": np.float64,
+    "flat_window": bool,
+}
+
+
+def flagged_entries(results: pd.DataFrame, coin_ids: np.ndarray, stamps: np.ndarray) -> pd.DataFrame:
+    """The flagged rows of model ``results`` with :data:`START_COLUMNS`.
+
+    ``coin_ids`` and ``stamps`` are indexed by ``results["row"]`` (the judged
+    frame's coin and timestamp columns). Only the rows the model marked are
+    classified (SPEC section 9), so a message without flags costs one pass.
+    """
+    return _flagged(results, lambda rows: (coin_ids[rows], stamps[rows]))
+
+
+def _flagged(results: pd.DataFrame, locate: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """:func:`flagged_entries`, with ``locate(rows)`` giving the coin ids and timestamps of result rows."""
+    marked = np.flatnonzero(results["is_anomaly"].to_numpy(dtype=bool, na_value=False))
+    if len(marked) == 0:
+        return empty_starts()
+    entries = results.iloc[marked]
+    classes = classify(entries)
+    direction = classes["direction"].to_numpy(dtype=object)
+    kept = np.flatnonzero(pd.notna(direction))
+    rows = entries["row"].to_numpy()[kept]
+    coin_ids, stamps = locate(rows)
+    columns = {
+        "row": rows,
+        "coin_id": coin_ids,
+        "signal": entries["signal"].to_numpy(dtype=object)[kept],
+        "period_days": entries["period_days"].to_numpy(dtype=np.int64)[kept],
+        "timestamp": stamps,
+        "direction": direction[kept],
+        **{name: entries[name].to_numpy()[kept] for name in _NUMBERS},
+        "severity": classes["severity"].to_numpy(dtype=np.float64)[kept],
+        "flat_window": classes["flat_window"].to_numpy(dtype=bool)[kept],
+    }
+    return pd.DataFrame(columns, copy=False)
+
+
+def starting_flags(
+    frame: pd.DataFrame, params: ModelParams, results: pd.DataFrame, lookback_hours: int
+) -> pd.DataFrame:
+    """The flagged entries of ``results`` that start an episode (SPEC section 9), with :data:`START_COLUMNS`.
+
+    ``frame`` is the loader's history frame (sorted by ``coin_id``, then
+    ``timestamp``) reaching back far enough to judge every previous step that
+    lies within ``lookback_hours`` of a judged observation
+    (:meth:`libs.request.RiskRequest.history_start` with ``previous_steps``);
+    ``results`` is what the model returned for ``params`` on that frame.
+    Rows keep the order of ``results``.
+    """
+    coins = frame["coin_id"].to_numpy()
+    stamps = frame["timestamp"].to_numpy()
+    flagged = flagged_entries(results, coins, stamps)
+    if flagged.empty:
+        return flagged
+    series = _Series.gather(frame, coins, flagged["signal"].to_numpy(), flagged["row"].to_numpy())
+    periods = tuple(int(p) for p in np.unique(flagged["period_days"].to_numpy()))
+    previous_timestamp, previous = series.previous_steps(params, periods, lookback_hours)
+    steps = flagged[list(_STEP_COLUMNS)].assign(previous_timestamp=previous_timestamp)
+    starts = episode_starts(steps, previous[list(_STEP_COLUMNS)], lookback_hours)
+    return flagged.loc[starts].reset_index(drop=True)
+
+
+class _Series:
+    """The flagged (coin, signal) series stacked into one long history, so that one model call judges them all.
+
+    Series *b* is one coin's values of one signal, copied from that coin's
+    block of the sorted frame; ``history`` has ``coin_id`` = *b* (an int, so
+    the model's keys never compare strings), ``timestamp`` and ``value``.
+    ``target`` locates each flag in ``history``.
+    """
+
+    def __init__(self, history: pd.DataFrame, coin_ids: np.ndarray, signals: np.ndarray, target: np.ndarray) -> None:
+        self.history = history
+        self.coin_ids = coin_ids
+        self.signals = signals
+        self.target = target
+
+    @classmethod
+    def gather(cls, frame: pd.DataFrame, coins: np.ndarray, signal: np.ndarray, rows: np.ndarray) -> _Series:
+        row_coins = coins[rows]
+        coin_ids = np.unique(row_coins)
+        lo = np.searchsorted(coins, coin_ids, side="left")
+        hi = np.searchsorted(coins, coin_ids, side="right")
+        coin = np.searchsorted(coin_ids, row_coins)
+        in_block = (lo[coin] <= rows) & (rows < hi[coin])
+        if not (in_block.all() and (coins[lo] == coin_ids).all() and (coins[hi - 1] == coin_ids).all()):
+            raise ValueError(_UNSORTED)
+        signal_codes, signal_names = pd.factorize(signal)
+        # one series per (signal, coin) pair flagged, numbered in (signal, coin) order: a signal's are contiguous
+        pair = signal_codes.astype(np.int64) * len(coin_ids) + coin
+        pairs, series_of_flag = np.unique(pair, return_inverse=True)
+        series_signal, series_coin = np.divmod(pairs, len(coin_ids))
+        lengths = hi[series_coin] - lo[series_coin]
+        first = np.cumsum(lengths) - lengths
+        total = int(lengths.sum())
+        series = np.repeat(np.arange(len(pairs), dtype=np.int32), lengths)
+        positions = np.arange(total) + np.repeat(lo[series_coin] - first, lengths)
+        segment = np.append(first, total)[np.searchsorted(series_signal, np.arange(len(signal_names) + 1))]
+        values = np.empty(total, dtype=np.float64)
+        for code, name in enumerate(signal_names):
+            start, stop = segment[code], segment[code + 1]
+            values[start:stop] = frame[name].to_numpy(dtype=np.float64)[positions[start:stop]]
+        history = pd.DataFrame(
+            {"coin_id": series, "timestamp": frame["timestamp"].to_numpy()[positions], "value": values}, copy=False
+        )
+        target = first[series_of_flag] + rows - lo[coin]
+        return cls(history, coin_ids[series_coin], np.asarray(signal_names, dtype=object)[series_signal], target)
+
+    def previous_steps(
+        self, params: ModelParams, periods: tuple[int, ...], lookback_hours: int
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """Each flag's previous timestamp (NaT if none), and the flagged entries of the observations
+        at the previous steps lying within ``lookback_hours`` of a flag (steps farther back cannot
+        continue an episode, so they are not judged), judged for ``periods``.
+        """
+        history, target = self.history, self.target
+        flagged_at = np.zeros(len(history), dtype=bool)
+        flagged_at[target] = True
+        rows = sort_rows(history, flagged_at, periods)
+        if rows is None or not rows.presorted:
+            raise ValueError(_UNSORTED)
+        keys, series = rows.keys, rows.codes
+        stamps = history["timestamp"].to_numpy()
+        present = np.flatnonzero(~np.isnan(history["value"].to_numpy()))
+        present_keys = keys[present]
+        # the last row with a value before the flag's (series, timestamp): its previous step, if of that series
+        last = np.searchsorted(present_keys, keys[target], side="left") - 1
+        last_row = present[np.maximum(last, 0)]
+        found = (last >= 0) & (series[last_row] == series[target])
+        previous_timestamp = np.where(found, stamps[last_row], np.datetime64("NaT")).astype(stamps.dtype)
+        close = found & (stamps[target] - stamps[last_row] <= np.timedelta64(timedelta(hours=lookback_hours)))
+        if not close.any():
+            return previous_timestamp, empty_starts()
+        # the observations at a previous step: the run of equal keys ending at ``last``
+        run_start = np.searchsorted(present_keys, present_keys[last[close]], side="left")
+        marks = np.zeros(len(present) + 1, dtype=np.int64)
+        np.add.at(marks, run_start, 1)
+        np.add.at(marks, last[close] + 1, -1)
+        judged = np.zeros(len(history), dtype=bool)
+        judged[present[np.cumsum(marks[:-1]) > 0]] = True
+        own = ModelParams(("value",), periods, params.deviation_limit, params.min_observations)
+        results = judge_signal(history, replace(rows, judged=judged), "value", own)
+        judged_series = series[results["row"].to_numpy()]
+        results["signal"] = self.signals[judged_series]
+        previous = _flagged(results, lambda at: (self.coin_ids[series[at]], stamps[at]))
+        return previous_timestamp, previous
