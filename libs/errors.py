@@ -40,3 +40,9 @@ class NotAnSqsEvent(AnomalyServiceError, ValueError):
 
 class TimeBudgetExhausted(AnomalyServiceError):
     """Too little time left to start a message; SQS will deliver it again."""
+
+
+class AlertPublishFailed(AnomalyServiceError):
+    """SNS did not take every alert of a message (a missing topic, no permission, entries still
+    rejected after one retry). The message fails so that SQS delivers it again: its flags are
+    rewritten identically and the same alert ids are published again (SPEC section 10)."""
