@@ -22,6 +22,7 @@ import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 from pymongo.collection import Collection
 
+from libs.alerts import publish_alerts_for
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
 from libs.models.model import ModelParams, empty_results, judge_signal, judged_mask, sort_rows
@@ -43,6 +44,8 @@ class MessageSummary:
     documents_skipped: int = 0
     observations_judged: int = 0
     documents_written: int = 0
+    alerts_published: int = 0
+    alerts_withheld: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)
     signal_observations: dict[str, int] = field(default_factory=dict)
@@ -67,6 +70,8 @@ class MessageSummary:
             "documents_skipped": self.documents_skipped,
             "observations_judged": self.observations_judged,
             "documents_written": self.documents_written,
+            "alerts_published": self.alerts_published,
+            "alerts_withheld": self.alerts_withheld,
             "anomalies_total": self.anomalies_total,
             "anomalies": self.anomalies,
             "anomalies_by_signal": self.signal_anomalies,
@@ -181,6 +186,11 @@ def _judge_and_write(
         target = collection if collection is not None else get_collection(settings)
         summary.documents_written = write_updates(target, updates)
         annotate(write_segment, documents_written=summary.documents_written)
+    if settings.alerts_enabled and request.mode == "latest":
+        with _stage(summary, "alerts", **labels) as alerts_segment:
+            alerts = publish_alerts_for(frame, params, results, request, settings)
+            annotate(alerts_segment, alerts_published=alerts.published, alerts_withheld=alerts.withheld)
+        summary.alerts_published, summary.alerts_withheld = alerts.published, alerts.withheld
 
 
 def judge_each_signal(
@@ -227,6 +237,9 @@ def report(summary: MessageSummary) -> None:
         ("DocumentsWritten", summary.documents_written),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if "alerts" in summary.stage_ms:
+        metrics.add_metric(name="AlertsPublished", unit=MetricUnit.Count, value=summary.alerts_published)
+        metrics.add_metric(name="AlertsWithheld", unit=MetricUnit.Count, value=summary.alerts_withheld)
     for stage, ms in summary.stage_ms.items():
         metrics.add_metric(name=f"{stage.capitalize()}Ms", unit=MetricUnit.Milliseconds, value=ms)
     for signal, ms in summary.signal_ms.items():
