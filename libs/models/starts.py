@@ -131,21 +131,22 @@ def starting_flags(
     flagged = flagged_entries(results, coins, stamps)
     if flagged.empty:
         return flagged
-    series = _Series.gather(frame, coins, flagged["signal"].to_numpy(), flagged["row"].to_numpy())
-    periods = tuple(int(p) for p in np.unique(flagged["period_days"].to_numpy()))
-    previous_timestamp, previous = series.previous_steps(params, periods, lookback_hours)
+    lookback = np.timedelta64(timedelta(hours=lookback_hours)).astype(stamps.dtype.str.replace("M8", "m8"))
+    series = _Series.gather(frame, coins, flagged, lookback)
+    previous_timestamp, previous = series.previous_steps(params, flagged["period_days"].to_numpy(), lookback)
     steps = flagged[list(_STEP_COLUMNS)].assign(previous_timestamp=previous_timestamp)
     starts = episode_starts(steps, previous[list(_STEP_COLUMNS)], lookback_hours)
     return flagged.loc[starts].reset_index(drop=True)
 
 
 class _Series:
-    """The flagged (coin, signal) series stacked into one long history, so that one model call judges them all.
+    """The flagged (coin, signal) series stacked into one short history, so that few model calls judge them all.
 
-    Series *b* is one coin's values of one signal, copied from that coin's
-    block of the sorted frame; ``history`` has ``coin_id`` = *b* (an int, so
-    the model's keys never compare strings), ``timestamp`` and ``value``.
-    ``target`` locates each flag in ``history``.
+    Series *b* is one coin's values of one signal over what its flags' previous
+    steps can need: from ``lookback`` plus its longest flagged period before
+    its earliest flag, copied from the coin's block of the sorted frame.
+    ``history`` has ``coin_id`` = *b* (an int, so the model's keys never
+    compare strings), ``timestamp`` and ``value``; ``target`` locates each flag in it.
     """
 
     def __init__(self, history: pd.DataFrame, coin_ids: np.ndarray, signals: np.ndarray, target: np.ndarray) -> None:
@@ -155,7 +156,8 @@ class _Series:
         self.target = target
 
     @classmethod
-    def gather(cls, frame: pd.DataFrame, coins: np.ndarray, signal: np.ndarray, rows: np.ndarray) -> _Series:
+    def gather(cls, frame: pd.DataFrame, coins: np.ndarray, flagged: pd.DataFrame, lookback: np.timedelta64) -> _Series:
+        rows = flagged["row"].to_numpy()
         row_coins = coins[rows]
         coin_ids = np.unique(row_coins)
         lo = np.searchsorted(coins, coin_ids, side="left")
@@ -164,37 +166,41 @@ class _Series:
         in_block = (lo[coin] <= rows) & (rows < hi[coin])
         if not (in_block.all() and (coins[lo] == coin_ids).all() and (coins[hi - 1] == coin_ids).all()):
             raise ValueError(_UNSORTED)
-        signal_codes, signal_names = pd.factorize(signal)
+        signal_codes, signal_names = pd.factorize(flagged["signal"].to_numpy())
         # one series per (signal, coin) pair flagged, numbered in (signal, coin) order: a signal's are contiguous
         pair = signal_codes.astype(np.int64) * len(coin_ids) + coin
         pairs, series_of_flag = np.unique(pair, return_inverse=True)
         series_signal, series_coin = np.divmod(pairs, len(coin_ids))
-        lengths = hi[series_coin] - lo[series_coin]
+        stamps = frame["timestamp"].to_numpy()
+        reach = stamps[rows] - lookback - flagged["period_days"].to_numpy() * np.timedelta64(1, "D")
+        earliest = np.full(len(pairs), np.datetime64("9999-12-31"), dtype=reach.dtype)
+        np.minimum.at(earliest, series_of_flag, reach)
+        begin = _first_after(stamps, lo[series_coin], hi[series_coin], earliest)
+        lengths = hi[series_coin] - begin
         first = np.cumsum(lengths) - lengths
         total = int(lengths.sum())
         series = np.repeat(np.arange(len(pairs), dtype=np.int32), lengths)
-        positions = np.arange(total) + np.repeat(lo[series_coin] - first, lengths)
+        positions = _ranges(begin, hi[series_coin])
         segment = np.append(first, total)[np.searchsorted(series_signal, np.arange(len(signal_names) + 1))]
         values = np.empty(total, dtype=np.float64)
         for code, name in enumerate(signal_names):
             start, stop = segment[code], segment[code + 1]
             values[start:stop] = frame[name].to_numpy(dtype=np.float64)[positions[start:stop]]
-        history = pd.DataFrame(
-            {"coin_id": series, "timestamp": frame["timestamp"].to_numpy()[positions], "value": values}, copy=False
-        )
-        target = first[series_of_flag] + rows - lo[coin]
+        history = pd.DataFrame({"coin_id": series, "timestamp": stamps[positions], "value": values}, copy=False)
+        target = first[series_of_flag] + rows - begin[series_of_flag]
         return cls(history, coin_ids[series_coin], np.asarray(signal_names, dtype=object)[series_signal], target)
 
     def previous_steps(
-        self, params: ModelParams, periods: tuple[int, ...], lookback_hours: int
+        self, params: ModelParams, flag_periods: np.ndarray, lookback: np.timedelta64
     ) -> tuple[np.ndarray, pd.DataFrame]:
-        """Each flag's previous timestamp (NaT if none), and the flagged entries of the observations
-        at the previous steps lying within ``lookback_hours`` of a flag (steps farther back cannot
-        continue an episode, so they are not judged), judged for ``periods``.
+        """Each flag's previous timestamp (NaT if none), and the flagged entries of the observations at
+        the previous steps lying within ``lookback`` of a flag, each judged for the periods of the flags
+        it follows (steps farther back cannot continue an episode, so they are not judged).
         """
         history, target = self.history, self.target
         flagged_at = np.zeros(len(history), dtype=bool)
         flagged_at[target] = True
+        periods = tuple(int(p) for p in np.unique(flag_periods))
         rows = sort_rows(history, flagged_at, periods)
         if rows is None or not rows.presorted:
             raise ValueError(_UNSORTED)
@@ -207,19 +213,42 @@ class _Series:
         last_row = present[np.maximum(last, 0)]
         found = (last >= 0) & (series[last_row] == series[target])
         previous_timestamp = np.where(found, stamps[last_row], np.datetime64("NaT")).astype(stamps.dtype)
-        close = found & (stamps[target] - stamps[last_row] <= np.timedelta64(timedelta(hours=lookback_hours)))
-        if not close.any():
+        close = found & (stamps[target] - stamps[last_row] <= lookback)
+        # the observations at a previous step: the run of equal keys ending at ``last`` (ties: a few rows)
+        run_start = np.searchsorted(present_keys, present_keys[np.maximum(last, 0)], side="left")
+        results = []
+        for period in periods:  # each previous step is judged for the periods of the flags it follows
+            mine = close & (flag_periods == period)
+            if not mine.any():
+                continue
+            judged = np.zeros(len(history), dtype=bool)
+            judged[present[_ranges(run_start[mine], last[mine] + 1)]] = True
+            own = ModelParams(("value",), (period,), params.deviation_limit, params.min_observations)
+            results.append(judge_signal(history, replace(rows, judged=judged), "value", own))
+        if not results:
             return previous_timestamp, empty_starts()
-        # the observations at a previous step: the run of equal keys ending at ``last``
-        run_start = np.searchsorted(present_keys, present_keys[last[close]], side="left")
-        marks = np.zeros(len(present) + 1, dtype=np.int64)
-        np.add.at(marks, run_start, 1)
-        np.add.at(marks, last[close] + 1, -1)
-        judged = np.zeros(len(history), dtype=bool)
-        judged[present[np.cumsum(marks[:-1]) > 0]] = True
-        own = ModelParams(("value",), periods, params.deviation_limit, params.min_observations)
-        results = judge_signal(history, replace(rows, judged=judged), "value", own)
-        judged_series = series[results["row"].to_numpy()]
-        results["signal"] = self.signals[judged_series]
-        previous = _flagged(results, lambda at: (self.coin_ids[series[at]], stamps[at]))
+        judged_results = pd.concat(results, ignore_index=True)
+        judged_results["signal"] = self.signals[series[judged_results["row"].to_numpy()]]
+        previous = _flagged(judged_results, lambda at: (self.coin_ids[series[at]], stamps[at]))
         return previous_timestamp, previous
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Every position of the ranges ``[starts[i], stops[i])``, concatenated."""
+    lengths = stops - starts
+    return np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+
+
+def _first_after(stamps: np.ndarray, lo: np.ndarray, hi: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """For each i, the first position in ``[lo[i], hi[i])`` stamped after ``bound[i]`` (``hi[i]`` if none).
+
+    Each range is one coin's block, in time order: a bisection run on all
+    ranges at once, one step per halving (about 20 steps for a million rows).
+    """
+    lo, hi = lo.copy(), hi.copy()
+    while (active := lo < hi).any():
+        middle = (lo + hi) // 2
+        after = stamps[np.minimum(middle, len(stamps) - 1)] > bound
+        hi = np.where(active & after, middle, hi)
+        lo = np.where(active & ~after, middle + 1, lo)
+    return lo
