@@ -94,20 +94,21 @@ def _flagged(results: pd.DataFrame, locate: Callable[[np.ndarray], tuple[np.ndar
     marked = np.flatnonzero(results["is_anomaly"].to_numpy(dtype=bool, na_value=False))
     if len(marked) == 0:
         return empty_starts()
-    entries = results.iloc[marked]
-    classes = classify(entries)
+    numbers = {name: results[name].to_numpy()[marked] for name in _NUMBERS}
+    fences = {name: numbers[name] for name in ("value", "q1", "q3", "lower", "upper")}
+    classes = classify(pd.DataFrame({**fences, "is_anomaly": np.ones(len(marked), dtype=bool)}, copy=False))
     direction = classes["direction"].to_numpy(dtype=object)
     kept = np.flatnonzero(pd.notna(direction))
-    rows = entries["row"].to_numpy()[kept]
+    rows = results["row"].to_numpy()[marked][kept]
     coin_ids, stamps = locate(rows)
     columns = {
         "row": rows,
         "coin_id": coin_ids,
-        "signal": entries["signal"].to_numpy(dtype=object)[kept],
-        "period_days": entries["period_days"].to_numpy(dtype=np.int64)[kept],
+        "signal": results["signal"].to_numpy(dtype=object)[marked][kept],
+        "period_days": results["period_days"].to_numpy(dtype=np.int64)[marked][kept],
         "timestamp": stamps,
         "direction": direction[kept],
-        **{name: entries[name].to_numpy()[kept] for name in _NUMBERS},
+        **{name: values[kept] for name, values in numbers.items()},
         "severity": classes["severity"].to_numpy(dtype=np.float64)[kept],
         "flat_window": classes["flat_window"].to_numpy(dtype=bool)[kept],
     }
@@ -134,9 +135,10 @@ def starting_flags(
     lookback = np.timedelta64(timedelta(hours=lookback_hours)).astype(stamps.dtype.str.replace("M8", "m8"))
     series = _Series.gather(frame, coins, flagged, lookback)
     previous_timestamp, previous = series.previous_steps(params, flagged["period_days"].to_numpy(), lookback)
-    steps = flagged[list(_STEP_COLUMNS)].assign(previous_timestamp=previous_timestamp)
-    starts = episode_starts(steps, previous[list(_STEP_COLUMNS)], lookback_hours)
-    return flagged.loc[starts].reset_index(drop=True)
+    steps = {name: flagged[name].to_numpy() for name in _STEP_COLUMNS}
+    steps = pd.DataFrame({**steps, "previous_timestamp": previous_timestamp}, copy=False)
+    starts = episode_starts(steps, previous, lookback_hours)
+    return flagged.iloc[np.flatnonzero(starts)].reset_index(drop=True)
 
 
 class _Series:
