@@ -52,7 +52,8 @@ def sns_client(topic_arn: str) -> Any:
             read_timeout=READ_TIMEOUT_S,
             retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         )
-        _client = boto3.client("sns", region_name=region_of(topic_arn), config=config)
+        # a session of its own: the default one caches credentials for every later boto3.client of the process
+        _client = boto3.session.Session().client("sns", region_name=region_of(topic_arn), config=config)
     return _client
 
 
