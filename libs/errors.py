@@ -71,12 +71,6 @@ class StoreTimeout(StoreUnavailable):
     """A store operation did not finish within the time the invocation had left for it."""
 
 
-class AlertsFailed(AnomalyServiceError):
-    """Alerts could not be published; the message fails so that SQS delivers it (and its alerts) again."""
-
-    kind = "alerts"
-
-
 class NotAnSqsEvent(AnomalyServiceError, ValueError):
     """The Lambda event is not an SQS batch; the whole invocation is wrong, so it raises."""
 
@@ -92,3 +86,11 @@ class TimeBudgetExhausted(AnomalyServiceError):
 
     def describe(self) -> str:
         return str(self)
+
+
+class AlertPublishFailed(AnomalyServiceError):
+    """SNS did not take every alert of a message (a missing topic, no permission, entries still
+    rejected after one retry). The message fails so that SQS delivers it again: its flags are
+    rewritten identically and the same alert ids are published again (SPEC section 10)."""
+
+    kind = "alerts"

@@ -1,4 +1,4 @@
-"""Processing one risk request: validate → load → judge → write.
+"""Processing one risk request: validate → load → judge → write (→ alerts).
 
 This is the "process one request" function the handler calls for each SQS
 record. It knows nothing of SQS: it takes a body, an id and a time budget
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pymongo.collection import Collection
 
+from libs.alerts import publish_alerts_for
 from libs.budget import UNBOUNDED, Budget
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
@@ -79,8 +80,9 @@ def process_message(
             summary.documents_read, summary.documents_skipped = history.read, history.skipped
             annotate(load, documents_read=history.read, documents_skipped=history.skipped)
 
+        params = ModelParams(request.signals, request.periods_days, request.deviation_limit, settings.min_observations)
         with step(summary, "model") as model:
-            judged_rows, results = judge(request, history, settings, summary)
+            judged_rows, results = judge(request, history, params, settings, summary)
             annotate(model, observations=len(judged_rows), anomalies=summary.anomalies_total)
 
         with step(summary, "write") as write, store_budget(budget.remaining_s()):
@@ -88,6 +90,14 @@ def process_message(
             target = collection if collection is not None else get_collection(settings)
             summary.documents_written = write_updates(target, updates)
             annotate(write, documents_written=summary.documents_written)
+
+        if settings.alerts_enabled and request.mode == "latest":  # a backfill pages nobody (SPEC section 10)
+            with step(summary, "alerts") as alerts:
+                outcome = publish_alerts_for(
+                    history.frame, params, results, request, settings, deadline=budget.deadline
+                )
+                summary.alerts_published, summary.alerts_withheld = outcome.published, outcome.withheld
+                annotate(alerts, alerts_published=outcome.published, alerts_withheld=outcome.withheld)
 
         annotate(
             segment,
@@ -99,7 +109,7 @@ def process_message(
 
 
 def judge(
-    request: RiskRequest, history: History, settings: Settings, summary: MessageSummary
+    request: RiskRequest, history: History, params: ModelParams, settings: Settings, summary: MessageSummary
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The judged rows of the history and the model's results, signal by signal, counted into ``summary``."""
     frame = history.frame
@@ -110,7 +120,6 @@ def judge(
         lookback_hours=settings.latest_lookback_hours,
         coin_ids=request.coin_ids,
     )
-    params = ModelParams(request.signals, request.periods_days, request.deviation_limit, settings.min_observations)
     blocks = []
     for signal, judge_one in signal_judges(frame, judged, params):
         with signal_step(summary, signal) as traced_signal:

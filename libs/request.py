@@ -48,9 +48,18 @@ class RiskRequest:
             return self.as_of - timedelta(hours=lookback_hours), False
         return self.since, True
 
-    def history_start(self, lookback_hours: int) -> datetime:
-        """Exclusive lower bound of every timestamp any judged window can reach."""
+    def history_start(self, lookback_hours: int, *, previous_steps: bool = False) -> datetime:
+        """Exclusive lower bound of every timestamp any judged window can reach.
+
+        With ``previous_steps`` (alerts on), latest mode reaches back one more
+        ``lookback_hours``: a judged observation's previous step matters only
+        when it lies at most that long before it, and it is judged from its own
+        trailing window (SPEC section 9). Range mode publishes no alerts, so it
+        never reaches further.
+        """
         start, _ = self.judged_start(lookback_hours)
+        if previous_steps and self.since is None:
+            start -= timedelta(hours=lookback_hours)
         return start - timedelta(days=max(self.periods_days))
 
     def describe(self) -> dict[str, Any]:

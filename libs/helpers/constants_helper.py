@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
@@ -82,6 +83,30 @@ def day_list(name: str, raw: str) -> tuple[int, ...]:
     return tuple(sorted(periods))
 
 
+def non_negative_number(name: str, raw: str) -> float:
+    """A finite number from 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(name, f"must be a finite number from 0, got {raw!r}")
+    return value
+
+
+#: An SNS topic ARN (any partition); the name is 1 to 256 letters, digits, ``-`` or ``_``, plus ``.fifo`` for FIFO.
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
+
+def sns_topic_arn(name: str, raw: str) -> str:
+    """An SNS topic ARN such as ``arn:aws:sns:us-east-1:123456789012:risk-alerts`` (``.fifo`` for a FIFO topic)."""
+    if _SNS_TOPIC_ARN.fullmatch(raw) is None:
+        raise ConfigError(
+            name, f"must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:alerts, got {raw!r}"
+        )
+    return raw
+
+
 def one_of(options: tuple[str, ...]) -> Parser:
     """One of ``options`` (case-insensitive); the error lists them."""
 
@@ -131,6 +156,12 @@ class Settings:
     socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", 60_000, whole(1))
     data_api_timeout_ms: int = setting("MONGODB_DATA_API_TIMEOUT_MS", 10_000, whole(1))
     data_api_page_size: int = setting("MONGODB_DATA_API_PAGE_SIZE", 5_000, whole(1, MAX_DATA_API_PAGE_SIZE))
+    #: SPEC section 10: empty (the default) turns alerts off; nothing for them is created or imported.
+    alert_topic_arn: str = setting("ALERT_TOPIC_ARN", "", sns_topic_arn)
+    #: Alerts below this severity are not published (a flat window broken always is); 0 publishes every start.
+    alert_min_severity: float = setting("ALERT_MIN_SEVERITY", 1.5, non_negative_number)
+    #: At most this many alerts per message (at least 1: to publish none, leave ALERT_TOPIC_ARN empty).
+    alert_max_per_message: int = setting("ALERT_MAX_PER_MESSAGE", 50, whole(1))
     metrics_namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "CryptoRiskAnomaly", text)
     #: Names the service in every log line, trace and metric, and in MongoDB's ``appname``.
     service_name: str = setting("POWERTOOLS_SERVICE_NAME", "crypto-risk-anomaly", text)
@@ -143,6 +174,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when the store is the in-memory mongomock one (local runs, tests)."""
         return self.mongodb_uri.startswith(EMBEDDED_URI_SCHEME)
+
+    @property
+    def alerts_enabled(self) -> bool:
+        """True when ``ALERT_TOPIC_ARN`` names a topic (SPEC section 10)."""
+        return self.alert_topic_arn != ""
 
     @property
     def store_description(self) -> str:

@@ -107,10 +107,14 @@ def ensure_indexes(collection: Collection | None = None) -> str:
         raise StoreUnavailable(f"could not create the index: {type(exc).__name__}: {exc}") from None
 
 
-def history_query(request: RiskRequest, lookback_hours: int) -> tuple[dict[str, Any], dict[str, int]]:
+def history_query(
+    request: RiskRequest, lookback_hours: int, *, previous_steps: bool = False
+) -> tuple[dict[str, Any], dict[str, int]]:
     """Filter and projection of the one query a request needs.
 
-    The filter spans exactly the time any judged window can reach, and names
+    The filter spans exactly the time any judged window can reach (with
+    ``previous_steps``, alerts on, also the windows of the judged rows'
+    previous steps: :meth:`RiskRequest.history_start`), and names
     ``coin_id`` first so the ``{coin_id, timestamp}`` index serves it; with no
     coin list, ``{"$gt": ""}`` matches every non-empty string id (what the
     model can use anyway) and still lets the index be used.
@@ -118,7 +122,10 @@ def history_query(request: RiskRequest, lookback_hours: int) -> tuple[dict[str, 
     coins: dict[str, Any] = {"$in": list(request.coin_ids)} if request.coin_ids else {"$gt": ""}
     query = {
         "coin_id": coins,
-        "timestamp": {"$gt": request.history_start(lookback_hours), "$lte": request.as_of},
+        "timestamp": {
+            "$gt": request.history_start(lookback_hours, previous_steps=previous_steps),
+            "$lte": request.as_of,
+        },
     }
     projection = {"_id": 1, "coin_id": 1, "timestamp": 1, **{signal: 1 for signal in request.signals}}
     return query, projection
@@ -200,10 +207,12 @@ def get_reader(settings: Settings | None = None) -> Reader:
 def load_history(request: RiskRequest, settings: Settings, reader: Reader | None = None) -> History:
     """Everything the request's windows need, as the model's frame: one query.
 
+    With alerts on, that includes what judging the previous steps needs (SPEC section 9).
+
     ``_id`` is kept only for rows the request can judge (the others are
     window context and are never written).
     """
-    query, projection = history_query(request, settings.latest_lookback_hours)
+    query, projection = history_query(request, settings.latest_lookback_hours, previous_steps=settings.alerts_enabled)
     documents = (reader or get_reader(settings)).find(query, projection)
     judged_from, _ = request.judged_start(settings.latest_lookback_hours)
     return documents_to_history(documents, request.signals, ids_since=judged_from)

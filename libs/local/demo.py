@@ -22,7 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from pymongo.collection import Collection
 
 from libs.helpers.constants_helper import SIGNALS, Settings
 from libs.helpers.mongodb_helper import ensure_indexes
+from libs.local.alerts_inbox import alert_line, local_alerts, ranked, received_alerts
 from libs.local.plot import PlotSummary, plot_signal
 from libs.local.poller import Poller, PollStats
 from libs.local.producer import request_bodies, send_bodies
@@ -90,6 +91,8 @@ class DemoReport:
     plot: PlotSummary | None = None
     report_page: Path | None = None
     report_summary: str = ""
+    alerts_topic: str = ""
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     function_log: Path | None = None
     seconds: float = 0.0
 
@@ -230,9 +233,10 @@ def run_demo(
     as_of = max(doc["timestamp"] for doc in documents)
     report.function_log = None if options.verbose else options.out_dir / "demo-function.log"
 
-    with LocalSqsEndpoint() as endpoint, function_log_to(report.function_log):
+    with LocalSqsEndpoint() as endpoint, function_log_to(report.function_log), ExitStack() as alerts_on:
         report.endpoint_url = endpoint.url
         client = sqs_client(endpoint.url)
+        inbox = alerts_on.enter_context(local_alerts(endpoint.url, client))  # SPEC section 10, on moto's SNS
         queues = create_queues(client, queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
         coins = sorted({doc["coin_id"] for doc in documents})
         latest = request_bodies(
@@ -283,6 +287,7 @@ def run_demo(
         ]
         counts = queue_counts(client, queues.url)
         report.left_on_queue = counts.visible + counts.in_flight + counts.delayed
+        report.alerts_topic, report.alerts = inbox.topic_arn, received_alerts(client, inbox.queue_url)
 
     tally = tally_flags(collection)
     report.anomalies = tally.by_signal_period
@@ -325,6 +330,16 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _alert_lines(report: DemoReport) -> list[str]:
+    """How many alerts the local topic's queue received, and the top five by severity, one line each."""
+    topic = report.alerts_topic.rsplit(":", 1)[-1]
+    lines = [
+        f"alerts received on the local SNS topic {topic} (via its subscribed queue): {len(report.alerts)}"
+        + (", the top five by severity:" if report.alerts else "")
+    ]
+    return lines + [f"  {alert_line(alert)}" for alert in ranked(report.alerts)[:5]]
 
 
 def format_report(report: DemoReport) -> str:
@@ -370,5 +385,6 @@ def format_report(report: DemoReport) -> str:
         lines += [f"report: {report.report_page}", f"  {report.report_summary}"]
     if report.function_log is not None:
         lines.append(f"function log (JSON lines): {report.function_log}")
+    lines += _alert_lines(report)
     lines.append(f"finished in {report.seconds:.1f} s")
     return "\n".join(lines)

@@ -254,23 +254,16 @@ def episode_starts(flagged: pd.DataFrame, previous: pd.DataFrame, lookback_hours
     close = ~np.isnat(before) & (gap > 0) & (gap <= _lookback_ns(lookback_hours))
     if previous.empty or not close.any():
         return np.ones(len(flagged), dtype=bool)
-    wanted = pd.MultiIndex.from_arrays(
-        [
-            flagged["coin_id"].to_numpy(dtype=object),
-            flagged["signal"].to_numpy(dtype=object),
-            flagged["period_days"].to_numpy(dtype=np.int64),
-            before.view(np.int64),
-            flagged["direction"].to_numpy(dtype=object),
-        ]
-    )
-    known = pd.MultiIndex.from_arrays(
-        [
-            previous["coin_id"].to_numpy(dtype=object),
-            previous["signal"].to_numpy(dtype=object),
-            previous["period_days"].to_numpy(dtype=np.int64),
-            _timestamps_ns(previous["timestamp"]),
-            previous["direction"].to_numpy(dtype=object),
-        ]
-    )
-    continued = close & wanted.isin(known)
+    # one integer per (coin, signal, period, step, direction), shared by both sides: a set lookup in numpy
+    asked = np.flatnonzero(close)
+    wanted = [flagged[name].to_numpy(dtype=object)[asked] for name in ("coin_id", "signal", "direction")]
+    wanted += [flagged["period_days"].to_numpy(dtype=np.int64)[asked], before.view(np.int64)[asked]]
+    known = [previous[name].to_numpy(dtype=object) for name in ("coin_id", "signal", "direction")]
+    known += [previous["period_days"].to_numpy(dtype=np.int64), _timestamps_ns(previous["timestamp"])]
+    key = np.zeros(len(asked) + len(previous), dtype=np.int64)
+    for mine, theirs in zip(wanted, known):
+        codes, uniques = pd.factorize(np.concatenate([mine, theirs]))
+        key = pd.factorize(key * len(uniques) + codes)[0].astype(np.int64)
+    continued = np.zeros(len(flagged), dtype=bool)
+    continued[asked] = np.isin(key[: len(asked)], key[len(asked) :])
     return ~continued

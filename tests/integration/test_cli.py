@@ -84,6 +84,16 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
     assert page.exists() and json.loads((page.parent / "episodes.json").read_text())
     log_lines = (tmp_path / "demo-function.log").read_text().splitlines()
     assert sum('"message rejected"' in line for line in log_lines) == 5 * len(INVALID_BODIES)
+    # and its report ends with the alerts its local topic's queue received: what the function published
+    published = sum(json.loads(line).get("alerts_published", 0) for line in log_lines if line.startswith("{"))
+    received = int(
+        re.search(r"^alerts received on the local SNS topic \S+ \(via its subscribed queue\): (\d+)", out, re.M)[1]
+    )
+    assert received == published > 0
+    top = re.findall(
+        r"^  coin-\d+ \w+ (?:spike|dip) at \S+Z: .+(?:IQR (?:above|below) the|broke a flat)", out, flags=re.M
+    )
+    assert len(top) == min(5, received)
 
 
 def test_enqueue_splits_the_coins_and_sends_every_message(sqs, sqs_endpoint, queues, capsys):

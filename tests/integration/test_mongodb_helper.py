@@ -17,6 +17,7 @@ from libs.helpers import mongodb_helper
 from libs.helpers.constants_helper import load_settings
 from libs.helpers.mongodb_helper import (
     HISTORY_INDEX_NAME,
+    DriverReader,
     build_updates,
     ensure_indexes,
     get_client,
@@ -70,6 +71,38 @@ def test_range_mode_query_starts_the_longest_period_before_since(settings):
         "market_cap",
         "volatility_index",
     }
+
+
+def test_with_alerts_on_the_one_latest_mode_query_reaches_back_one_more_lookback(store, settings):
+    # given documents every hour for 40 days, and alerts on
+    from dataclasses import replace
+
+    store.insert_many(
+        [{"coin_id": "a", "timestamp": AS_OF - timedelta(hours=h), "volume": float(h)} for h in range(40 * 24)]
+    )
+    alerting = replace(settings, alert_topic_arn="arn:aws:sns:us-east-1:123456789012:alerts")
+    request = _request(settings, signals=["volume"], periods=[7])
+    reader = _CountingReader(DriverReader(store))
+
+    # when the history is loaded with alerts off and on
+    off = load_history(request, settings, reader).frame
+    on = load_history(request, alerting, reader).frame
+
+    # then each is one query; with alerts on it reaches back 48 h + 7 days instead of 24 h + 7 days
+    assert reader.calls == 2
+    assert off["timestamp"].min() == AS_OF - timedelta(hours=24) - timedelta(days=7) + timedelta(hours=1)
+    assert on["timestamp"].min() == AS_OF - timedelta(hours=48) - timedelta(days=7) + timedelta(hours=1)
+    query, _ = history_query(request, 24, previous_steps=True)
+    assert query["timestamp"]["$gt"] == AS_OF - timedelta(hours=48) - timedelta(days=7)
+
+
+class _CountingReader:
+    def __init__(self, reader) -> None:
+        self.reader, self.calls = reader, 0
+
+    def find(self, query, projection):
+        self.calls += 1
+        return self.reader.find(query, projection)
 
 
 def test_load_history_reads_exactly_the_window_and_counts_nothing_it_did_not_get(store, settings):

@@ -80,6 +80,9 @@ def test_embedded_store_defaults():
     assert settings.latest_lookback_hours == 24
     assert settings.max_range_days == 31
     assert settings.time_margin_ms == 15_000
+    assert settings.alert_topic_arn == "" and settings.alerts_enabled is False
+    assert settings.alert_min_severity == 1.5
+    assert settings.alert_max_per_message == 50
     assert settings.data_api_url is None and settings.data_api_key is None and settings.data_source is None
 
 
@@ -108,6 +111,9 @@ def test_every_default_can_be_overridden():
         "ANOMALY_LATEST_LOOKBACK_HOURS": "6",
         "ANOMALY_MAX_RANGE_DAYS": "7",
         "ANOMALY_TIME_MARGIN_MS": "0",
+        "ALERT_TOPIC_ARN": " arn:aws:sns:eu-west-1:123456789012:risk-alerts ",
+        "ALERT_MIN_SEVERITY": "0",
+        "ALERT_MAX_PER_MESSAGE": "10",
     }
 
     # when loaded
@@ -120,6 +126,10 @@ def test_every_default_can_be_overridden():
     assert settings.latest_lookback_hours == 6
     assert settings.max_range_days == 7
     assert settings.time_margin_ms == 0
+    assert settings.alert_topic_arn == "arn:aws:sns:eu-west-1:123456789012:risk-alerts"
+    assert settings.alerts_enabled is True
+    assert settings.alert_min_severity == 0.0
+    assert settings.alert_max_per_message == 10
 
 
 @pytest.mark.parametrize(
@@ -132,6 +142,9 @@ def test_every_default_can_be_overridden():
         "ANOMALY_MAX_RANGE_DAYS",
         "ANOMALY_TIME_MARGIN_MS",
         "MONGODB_READ_BACKEND",
+        "ALERT_TOPIC_ARN",
+        "ALERT_MIN_SEVERITY",
+        "ALERT_MAX_PER_MESSAGE",
     ],
 )
 def test_an_empty_variable_means_its_default(variable):
@@ -324,6 +337,20 @@ MALFORMED = [
     ("MONGODB_DATA_API_TIMEOUT_MS", "ten"),
     ("MONGODB_READ_BACKEND", "postgres"),
     ("MONGODB_READ_BACKEND", "data-api"),
+    ("ALERT_TOPIC_ARN", "risk-alerts"),
+    ("ALERT_TOPIC_ARN", "arn:aws:sqs:us-east-1:123456789012:risk-alerts"),
+    ("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:1234:risk-alerts"),
+    ("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:risk alerts"),
+    ("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:"),
+    ("ALERT_TOPIC_ARN", "https://sns.us-east-1.amazonaws.com/123456789012/risk-alerts"),
+    ("ALERT_MIN_SEVERITY", "-0.5"),
+    ("ALERT_MIN_SEVERITY", "nan"),
+    ("ALERT_MIN_SEVERITY", "inf"),
+    ("ALERT_MIN_SEVERITY", "high"),
+    ("ALERT_MAX_PER_MESSAGE", "0"),
+    ("ALERT_MAX_PER_MESSAGE", "-1"),
+    ("ALERT_MAX_PER_MESSAGE", "5.0"),
+    ("ALERT_MAX_PER_MESSAGE", "ten"),
 ]
 
 
@@ -341,6 +368,21 @@ def test_a_malformed_value_is_refused_naming_the_variable(variable, value):
         ("QUANTILE_DEVIATION_LIMIT", "0.01", "deviation_limit", 0.01),
         ("ANOMALY_MIN_OBSERVATIONS", "1", "min_observations", 1),
         ("ANOMALY_MAX_RANGE_DAYS", "3650", "max_range_days", 3650),
+        ("ALERT_MIN_SEVERITY", "0", "alert_min_severity", 0.0),
+        ("ALERT_MIN_SEVERITY", "3", "alert_min_severity", 3.0),
+        ("ALERT_MAX_PER_MESSAGE", "1", "alert_max_per_message", 1),
+        (
+            "ALERT_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:alerts.fifo",
+            "alert_topic_arn",
+            "arn:aws:sns:us-east-1:123456789012:alerts.fifo",
+        ),
+        (
+            "ALERT_TOPIC_ARN",
+            "arn:aws-cn:sns:cn-north-1:123456789012:a_b-C",
+            "alert_topic_arn",
+            "arn:aws-cn:sns:cn-north-1:123456789012:a_b-C",
+        ),
     ],
 )
 def test_bounds_are_accepted(variable, value, attribute, expected):

@@ -1,0 +1,140 @@
+"""Publishing alerts (SPEC section 10) against a recording fake of boto3's SNS client.
+
+The fake answers as SNS's ``PublishBatch`` does (``Successful`` / ``Failed``
+by entry Id, or a ``ClientError`` for the whole call); the same paths over a
+real SNS API (moto's server) are in tests/integration/test_alerts_sns.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from libs.alerts.build import Alert
+from libs.alerts.publish import BATCH_SIZE, CALL_BUDGET_S, publish_alerts, region_of
+from libs.errors import AlertPublishFailed
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:risk-alerts"
+FIFO_TOPIC = "arn:aws:sns:eu-west-1:123456789012:risk-alerts.fifo"
+
+
+def alert(number: int) -> Alert:
+    return Alert(
+        alert_id=f"id-{number:03d}",
+        coin_id=f"coin-{number % 3}",
+        signal="volume",
+        timestamp="2024-11-01T12:00:00.000Z",
+        direction="spike",
+        value=float(number),
+        severity=2.0,
+        flat_window=False,
+        windows=({"period_days": 7, "severity": 2.0},),
+        request_id="r",
+        subject=f"coin-{number % 3} volume spike: 2.0 IQR above the 7-day fence",
+    )
+
+
+class FakeSns:
+    """Records every call; ``reject`` says which alert ids fail on which attempt (1 = first sight)."""
+
+    def __init__(self, reject: dict[str, set[int]] | None = None, error: Exception | None = None) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self.reject = reject or {}
+        self.error = error
+        self.seen: dict[str, int] = {}
+
+    def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[dict[str, Any]]) -> dict[str, Any]:
+        assert len(PublishBatchRequestEntries) <= BATCH_SIZE
+        assert len({e["Id"] for e in PublishBatchRequestEntries}) == len(PublishBatchRequestEntries)
+        self.calls.append(PublishBatchRequestEntries)
+        if self.error is not None:
+            raise self.error
+        ok, failed = [], []
+        for e in PublishBatchRequestEntries:
+            alert_id = json.loads(e["Message"])["alert_id"]
+            self.seen[alert_id] = self.seen.get(alert_id, 0) + 1
+            if self.seen[alert_id] in self.reject.get(alert_id, set()):
+                failed.append({"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False})
+            else:
+                ok.append({"Id": e["Id"], "MessageId": f"m-{alert_id}"})
+        return {"Successful": ok, "Failed": failed}
+
+    def published_ids(self) -> list[str]:
+        return [json.loads(e["Message"])["alert_id"] for call in self.calls for e in call]
+
+
+def test_alerts_go_out_in_order_ten_a_call():
+    # given 23 alerts
+    alerts = [alert(i) for i in range(23)]
+    client = FakeSns()
+    # when
+    published = publish_alerts(alerts, TOPIC, client)
+    # then: three calls of 10, 10, 3, in order, each entry with its Subject and attributes
+    assert published == 23
+    assert [len(call) for call in client.calls] == [10, 10, 3]
+    assert client.published_ids() == [a.alert_id for a in alerts]
+    first = client.calls[0][0]
+    assert first["Subject"] == alerts[0].subject and first["MessageAttributes"] == alerts[0].attributes()
+    assert "MessageGroupId" not in first and "MessageDeduplicationId" not in first
+
+
+def test_a_fifo_topic_gets_the_alert_id_as_dedup_id_and_the_coin_as_group():
+    client = FakeSns()
+    publish_alerts([alert(4)], FIFO_TOPIC, client)
+    (entry,) = client.calls[0]
+    assert entry["MessageDeduplicationId"] == "id-004" and entry["MessageGroupId"] == "coin-1"
+
+
+def test_entries_reported_failed_are_retried_once_alone():
+    # given SNS fails two entries the first time only
+    client = FakeSns(reject={"id-002": {1}, "id-007": {1}})
+    # when
+    published = publish_alerts([alert(i) for i in range(12)], TOPIC, client)
+    # then: the retry carries just those two, and everything is published
+    assert published == 12
+    assert [len(call) for call in client.calls] == [10, 2, 2]
+    assert [json.loads(e["Message"])["alert_id"] for e in client.calls[1]] == ["id-002", "id-007"]
+
+
+def test_an_entry_failing_twice_fails_the_message_with_the_reason():
+    client = FakeSns(reject={"id-001": {1, 2}})
+    with pytest.raises(AlertPublishFailed, match=r"1 of 3 alerts after a retry \(InternalError: try again\)"):
+        publish_alerts([alert(i) for i in range(3)], TOPIC, client)
+    assert len(client.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClientError({"Error": {"Code": "NotFound", "Message": "Topic does not exist"}}, "PublishBatch"),
+        ClientError({"Error": {"Code": "AuthorizationError", "Message": "not allowed"}}, "PublishBatch"),
+        EndpointConnectionError(endpoint_url="https://sns.eu-west-1.amazonaws.com"),
+    ],
+)
+def test_a_call_failing_as_a_whole_fails_the_message_at_once(error):
+    client = FakeSns(error=error)
+    with pytest.raises(AlertPublishFailed, match="publishing alerts failed"):
+        publish_alerts([alert(1)], TOPIC, client)
+    assert len(client.calls) == 1
+
+
+def test_too_little_time_left_fails_before_calling():
+    client = FakeSns()
+    with pytest.raises(AlertPublishFailed, match="too little time"):
+        publish_alerts([alert(1)], TOPIC, client, deadline=time.monotonic() + CALL_BUDGET_S / 2)
+    assert client.calls == []
+    assert publish_alerts([alert(1)], TOPIC, client, deadline=time.monotonic() + CALL_BUDGET_S + 60) == 1
+
+
+def test_nothing_to_publish_makes_no_call():
+    client = FakeSns()
+    assert publish_alerts([], TOPIC, client) == 0 and client.calls == []
+
+
+def test_the_region_comes_from_the_topic_arn():
+    assert region_of(TOPIC) == "eu-west-1"
+    assert region_of("arn:aws-cn:sns:cn-north-1:123456789012:a") == "cn-north-1"
