@@ -222,8 +222,10 @@ async function dashboardBody(helpers) {
   );
   const concurrency = wholeNumber(await resolveConfigurationProperty(['custom', 'maximumConcurrency']), 'maximumConcurrency');
   const own = (name, ...dimensions) => [namespace, name, 'service', service, ...dimensions];
-  const fn = (name, options) => ['AWS/Lambda', name, 'FunctionName', '${AnomalyLambdaFunction}', options];
-  const queue = (name, logicalId, options) => ['AWS/SQS', name, 'QueueName', `\${${logicalId}.QueueName}`, options];
+  // a metric line: namespace, name, dimension pairs, then its rendering options when it has any
+  const metric = (namespace, name, dimensions, options) => [namespace, name, ...dimensions, ...(options ? [options] : [])];
+  const fn = (name, options) => metric('AWS/Lambda', name, ['FunctionName', '${AnomalyLambdaFunction}'], options);
+  const queue = (name, logicalId, options) => metric('AWS/SQS', name, ['QueueName', `\${${logicalId}.QueueName}`], options);
   const line = (label, value) => ({ horizontal: [{ label, value }] });
   const graph = (title, metrics, { stat = 'Sum', annotations, yLabel } = {}) => ({
     type: 'metric',
@@ -279,7 +281,7 @@ async function dashboardBody(helpers) {
         ],
         { stat: 'Maximum' }
       ),
-      graph('Age of the oldest request', [queue('ApproximateAgeOfOldestMessage', 'RequestQueue', {})], {
+      graph('Age of the oldest request', [queue('ApproximateAgeOfOldestMessage', 'RequestQueue')], {
         stat: 'Maximum',
         yLabel: 'seconds',
         annotations: line('backlog alarm', await backlogAlarmSeconds(helpers)),
@@ -294,8 +296,8 @@ async function dashboardBody(helpers) {
         [fn('Duration', { stat: 'Average', label: 'average' }), fn('Duration', { stat: 'Maximum', label: 'maximum' })],
         { stat: 'Maximum', yLabel: 'ms', annotations: line('timeout', timeoutMs) }
       ),
-      graph('Function errors and throttles', [fn('Errors', {}), fn('Throttles', {})]),
-      graph('Concurrent executions', [fn('ConcurrentExecutions', {})], {
+      graph('Function errors and throttles', [fn('Errors'), fn('Throttles')]),
+      graph('Concurrent executions', [fn('ConcurrentExecutions')], {
         stat: 'Maximum',
         annotations: line('maximumConcurrency', concurrency),
       }),
@@ -390,7 +392,7 @@ function functionDefaults() {
     'import json; from libs.helpers.constants_helper import SIGNALS, default; ' +
     'print(json.dumps({"signals": list(SIGNALS), "namespace": default("metrics_namespace"), ' +
     '"service": default("service_name")}))';
-  const python = findPython('3.13') || 'python3';
+  const python = 'python3'; // deploy/sls puts the project's .venv first on PATH
   const run = spawnSync(python, ['-S', '-c', script], {
     cwd: path.join(__dirname, '..'),
     encoding: 'utf8',
