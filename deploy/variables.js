@@ -27,19 +27,19 @@ async function param(resolveVariable, name) {
   return value === null || value === undefined || String(value).trim() === '' ? null : String(value).trim();
 }
 
-/** A custom.queue value as a number: --param values arrive as strings, CloudFormation wants integers. */
+/** A setting as a whole number (`name` names it in the error): --param values arrive as strings, CloudFormation wants integers. */
 function wholeNumber(value, name, maximum = Infinity) {
   const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (!Number.isInteger(number) || number < 1 || number > maximum) {
     const range = maximum === Infinity ? 'of at least 1' : `from 1 to ${maximum}`;
-    throw new Error(`custom.queue.${name} must be a whole number ${range}, got ${JSON.stringify(value)}`);
+    throw new Error(`${name} must be a whole number ${range}, got ${JSON.stringify(value)}`);
   }
   return number;
 }
 
 /** The redrive count as an integer from 1 to 1000 (SQS's range); AWS advises at least 5. */
 async function maxReceiveCount({ resolveConfigurationProperty }) {
-  return wholeNumber(await resolveConfigurationProperty(['custom', 'queue', 'maxReceiveCount']), 'maxReceiveCount', 1000);
+  return wholeNumber(await resolveConfigurationProperty(['custom', 'queue', 'maxReceiveCount']), 'custom.queue.maxReceiveCount', 1000);
 }
 
 /**
@@ -49,11 +49,11 @@ async function maxReceiveCount({ resolveConfigurationProperty }) {
 async function visibilityTimeoutSeconds({ resolveConfigurationProperty }) {
   const timeout = wholeNumber(
     await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'functionTimeoutSeconds'
+    'custom.queue.functionTimeoutSeconds'
   );
   const factor = wholeNumber(
     await resolveConfigurationProperty(['custom', 'queue', 'visibilityTimeoutFactor']),
-    'visibilityTimeoutFactor'
+    'custom.queue.visibilityTimeoutFactor'
   );
   const seconds = timeout * factor;
   if (seconds > 43200) {
@@ -187,7 +187,7 @@ async function snsVpcEndpoint(helpers) {
  */
 async function backlogAlarmSeconds(helpers) {
   const given = await param(helpers.resolveVariable, 'BACKLOG_ALARM_SECONDS');
-  if (given !== null) return wholeNumber(given, 'alarms.backlogSeconds (--param BACKLOG_ALARM_SECONDS)', 1209600);
+  if (given !== null) return wholeNumber(given, '--param BACKLOG_ALARM_SECONDS', 1209600);
   return (await visibilityTimeoutSeconds(helpers)) + 300;
 }
 
@@ -195,11 +195,11 @@ async function backlogAlarmSeconds(helpers) {
 async function durationAlarmMilliseconds({ resolveConfigurationProperty }) {
   const timeout = wholeNumber(
     await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'functionTimeoutSeconds'
+    'custom.queue.functionTimeoutSeconds'
   );
   const percent = wholeNumber(
     await resolveConfigurationProperty(['custom', 'alarms', 'durationPercentOfTimeout']),
-    'alarms.durationPercentOfTimeout',
+    'custom.alarms.durationPercentOfTimeout',
     99
   );
   return Math.round((timeout * 1000 * percent) / 100);
@@ -218,9 +218,9 @@ async function dashboardBody(helpers) {
   const service = (await param(resolveVariable, 'POWERTOOLS_SERVICE_NAME')) || facts.service;
   const timeoutMs = 1000 * wholeNumber(
     await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'functionTimeoutSeconds'
+    'custom.queue.functionTimeoutSeconds'
   );
-  const concurrency = wholeNumber(await resolveConfigurationProperty(['custom', 'maximumConcurrency']), 'maximumConcurrency');
+  const concurrency = wholeNumber(await resolveConfigurationProperty(['custom', 'maximumConcurrency']), 'custom.maximumConcurrency');
   const own = (name, ...dimensions) => [namespace, name, 'service', service, ...dimensions];
   // a metric line: namespace, name, dimension pairs, then its rendering options when it has any
   const metric = (namespace, name, dimensions, options) => [namespace, name, ...dimensions, ...(options ? [options] : [])];
