@@ -42,15 +42,21 @@ async function maxReceiveCount({ resolveConfigurationProperty }) {
   return wholeNumber(await resolveConfigurationProperty(['custom', 'queue', 'maxReceiveCount']), 'custom.queue.maxReceiveCount', 1000);
 }
 
+/** The function timeout (custom.queue.functionTimeoutSeconds, the TIMEOUT param) in seconds. */
+async function functionTimeoutSeconds({ resolveConfigurationProperty }) {
+  return wholeNumber(
+    await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
+    'custom.queue.functionTimeoutSeconds'
+  );
+}
+
 /**
  * The request queue's visibility timeout: factor x function timeout, both read from custom.queue,
  * so that AWS's rule (visibility >= 6 x timeout) holds whatever TIMEOUT is deployed.
  */
-async function visibilityTimeoutSeconds({ resolveConfigurationProperty }) {
-  const timeout = wholeNumber(
-    await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'custom.queue.functionTimeoutSeconds'
-  );
+async function visibilityTimeoutSeconds(helpers) {
+  const { resolveConfigurationProperty } = helpers;
+  const timeout = await functionTimeoutSeconds(helpers);
   const factor = wholeNumber(
     await resolveConfigurationProperty(['custom', 'queue', 'visibilityTimeoutFactor']),
     'custom.queue.visibilityTimeoutFactor'
@@ -192,11 +198,9 @@ async function backlogAlarmSeconds(helpers) {
 }
 
 /** The duration alarm's threshold in ms: custom.alarms.durationPercentOfTimeout of the function timeout. */
-async function durationAlarmMilliseconds({ resolveConfigurationProperty }) {
-  const timeout = wholeNumber(
-    await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'custom.queue.functionTimeoutSeconds'
-  );
+async function durationAlarmMilliseconds(helpers) {
+  const { resolveConfigurationProperty } = helpers;
+  const timeout = await functionTimeoutSeconds(helpers);
   const percent = wholeNumber(
     await resolveConfigurationProperty(['custom', 'alarms', 'durationPercentOfTimeout']),
     'custom.alarms.durationPercentOfTimeout',
@@ -216,10 +220,7 @@ async function dashboardBody(helpers) {
   const facts = functionDefaults();
   const namespace = (await param(resolveVariable, 'POWERTOOLS_METRICS_NAMESPACE')) || facts.namespace;
   const service = (await param(resolveVariable, 'POWERTOOLS_SERVICE_NAME')) || facts.service;
-  const timeoutMs = 1000 * wholeNumber(
-    await resolveConfigurationProperty(['custom', 'queue', 'functionTimeoutSeconds']),
-    'custom.queue.functionTimeoutSeconds'
-  );
+  const timeoutMs = 1000 * (await functionTimeoutSeconds(helpers));
   const concurrency = wholeNumber(await resolveConfigurationProperty(['custom', 'maximumConcurrency']), 'custom.maximumConcurrency');
   const own = (name, ...dimensions) => [namespace, name, 'service', service, ...dimensions];
   // a metric line: namespace, name, dimension pairs, then its rendering options when it has any
