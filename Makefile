@@ -1,23 +1,46 @@
 # crypto-risk-anomaly: an SQS-triggered Lambda function that flags IQR anomalies in coin risk scores.
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Each creates .venv and installs the pinned requirements when they are missing or changed.
-# `make package` also needs Node.js (npm): it installs the pinned Serverless Framework with npm ci,
-# packages serverless.yml offline, lints the CloudFormation and checks it (docs/deploy.md).
-PYTHON ?= python3
+# Each creates .venv and installs the locked requirements (requirements-dev.txt, hashed) when they
+# are missing or changed. `make package` also needs Node.js (npm): it installs the pinned osls
+# (the Serverless Framework) with npm ci, packages serverless.yml offline, lints the CloudFormation
+# and checks it (docs/deploy.md).
+#
+# The Lambda runs the Python of serverless.yml's `runtime` (3.13): .venv is made with that version
+# when deploy/find-python finds one (on PATH or under pyenv), so the tests run what is deployed.
+# Where there is none, make warns and uses python3 (3.11 or newer): the demo and the tests still run.
+LAMBDA_PYTHON := $(shell sed -n 's/^  runtime: python\([0-9][0-9.]*\)[[:space:]]*$$/\1/p' serverless.yml)
+ifndef PYTHON
+PYTHON := $(shell deploy/find-python $(LAMBDA_PYTHON))
+ifeq ($(PYTHON),)
+PYTHON := python3
+$(warning make: no Python $(LAMBDA_PYTHON) (the Lambda's runtime) found: using python3, $(shell python3 -V 2>&1); the tests run, but not on the deployed version (docs/testing.md))
+else
+$(info make: Python $(LAMBDA_PYTHON), the Lambda's runtime: $(PYTHON))
+endif
+endif
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per Python version: changing interpreter rebuilds .venv.
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 NODE_STAMP := node_modules/.installed
 SLS := deploy/sls
 TEMPLATE := .serverless/cloudformation-template-update-stack.json
 PARAMS_FILE := deploy/ci.params
+PIP := $(PY) -m pip --disable-pip-version-check
+# The two locks: one universal resolution for every Python from 3.11 (the oldest make accepts) up,
+# so the same pins serve the Lambda's 3.13 and a machine with only 3.11 (docs/deploy.md).
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
 
-.PHONY: demo test unit lint typecheck bench venv node package clean
+.PHONY: demo test unit lint typecheck bench venv node package lock clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-dev.txt requirements.txt
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
+		echo "make: $(VENV) runs another Python: making it anew with $(PYTHON)"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --require-hashes -r requirements-dev.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -55,6 +78,13 @@ package: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint $(TEMPLATE)
 	$(PY) deploy/package_size.py
 	REQUIRE_PACKAGED_TEMPLATE=1 $(PY) -m pytest tests/infrastructure/test_serverless_template.py
+
+# Re-resolve both locks from requirements.in / requirements-dev.in (the function's first: the dev
+# lock is constrained to it). Keeps every pin it can; to move one: `make lock UPGRADE="-P NAME"`,
+# or UPGRADE=--upgrade for all (docs/deploy.md "Locked dependencies").
+lock: $(STAMP)
+	$(LOCK) $(UPGRADE) requirements.in -o requirements.txt
+	$(LOCK) $(UPGRADE) requirements-dev.in -o requirements-dev.txt
 
 # Performance figures (a few minutes): prints a table, writes bench/results.json.
 bench: $(STAMP)

@@ -252,6 +252,29 @@ def _local_queue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redrive(args: argparse.Namespace) -> int:
+    from libs.local.redrive import redrive
+    from libs.local.sqs_endpoint import sqs_client
+
+    report = redrive(sqs_client(args.endpoint_url, queue_url=args.queue_url), args.queue_url, dry_run=args.dry_run)
+    for letter in report.listed:
+        print(f"{letter.message_id}  receives={letter.receive_count}  {letter.preview}")
+    if report.dry_run:
+        print(f"{len(report.listed)} messages in {report.dlq_url}; nothing moved (--dry-run)")
+        return 0
+    print(f"moved {report.moved} messages from {report.dlq_url} to {report.queue_url}")
+    if report.returned:
+        print(f"{report.returned} of the copies failed again and are back in the DLQ (left there)")
+    for message_id, reason in report.not_sent:
+        print(f"not moved, still in the DLQ: {message_id}: {reason}", file=sys.stderr)
+    for message_id, reason in report.not_deleted:
+        print(
+            f"moved but not deleted from the DLQ (a later redrive moves it again): {message_id}: {reason}",
+            file=sys.stderr,
+        )
+    return 0 if report.complete else 1
+
+
 def _param(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -375,6 +398,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--periods", help="comma-separated window lengths in days (default: every one stored)")
     report.add_argument("--out", required=True, help="directory for index.html, episodes.json and plots/")
     report.set_defaults(run=_report)
+
+    redrive = commands.add_parser(
+        "redrive", parents=[queue], help="move the DLQ's messages (from the queue's RedrivePolicy) back, each once"
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="list them (id, receives, body) and move nothing")
+    redrive.set_defaults(run=_redrive)
 
     indexes = commands.add_parser("ensure-indexes", help="create the {coin_id: 1, timestamp: 1} index")
     indexes.set_defaults(run=_ensure_indexes)
