@@ -22,7 +22,6 @@ import pandas as pd
 from aws_lambda_powertools.metrics import MetricUnit
 from pymongo.collection import Collection
 
-from libs.alerts import publish_alerts_for
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
 from libs.models.model import ModelParams, empty_results, judge_signal, judged_mask, sort_rows
@@ -187,6 +186,8 @@ def _judge_and_write(
         summary.documents_written = write_updates(target, updates)
         annotate(write_segment, documents_written=summary.documents_written)
     if settings.alerts_enabled and request.mode == "latest":
+        from libs.alerts import publish_alerts_for  # alerts off: nothing of theirs is imported (SPEC section 10)
+
         with _stage(summary, "alerts", **labels) as alerts_segment:
             alerts = publish_alerts_for(frame, params, results, request, settings)
             annotate(alerts_segment, alerts_published=alerts.published, alerts_withheld=alerts.withheld)
