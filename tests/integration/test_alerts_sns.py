@@ -18,22 +18,13 @@ from libs.alerts.build import MAX_SUBJECT_CHARS
 from libs.alerts.publish import reset_sns_client
 from libs.errors import AlertPublishFailed
 from libs.helpers import constants_helper
-from libs.helpers.constants_helper import load_settings
+from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.local.sqs_endpoint import FAKE_CREDENTIALS
 from libs.processor import process_message
 from libs.synthetic import synthetic_documents
 from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
 
 END = datetime(2024, 11, 1)
-SIGNALS = (
-    "latest_price",
-    "market_cap_score",
-    "liquidity_risk_score",
-    "volatility_risk_score",
-    "volume",
-    "market_cap",
-    "volatility_index",
-)
 
 
 @pytest.fixture

@@ -46,3 +46,46 @@ def test_importing_the_handler_with_the_driver_configuration_imports_none_of_the
 def test_the_embedded_store_is_not_imported_before_it_is_used():
     imported = _imported_after_import_handler({"MONGODB_URI": "mongomock://"})
     assert "mongomock" not in imported
+
+
+_ONE_MESSAGE = """
+import json, sys
+from datetime import datetime, timedelta
+import handler
+from libs.helpers.constants_helper import get_settings
+from libs.helpers.mongodb_helper import get_collection
+from libs.processor import process_message
+end = datetime(2024, 11, 1)
+get_collection().insert_many(
+    [{"coin_id": "a", "timestamp": end - timedelta(hours=h), "volume": 100.0 if h == 0 else float(h % 5)} for h in range(200)]
+)
+summary = process_message(json.dumps({"as_of": end.isoformat()}), "m", get_settings(), now=end)
+print(json.dumps({"anomalies": summary.anomalies_total, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_with_alerts_off_a_flagged_message_imports_nothing_for_alerts():
+    # given the embedded store and ALERT_TOPIC_ARN unset
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "AWS_", "ALERT_", "LAMBDA_"))}
+    # when a fresh interpreter processes a message whose newest value is flagged
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_MESSAGE],
+        cwd=REPO,
+        env={**clean, "MONGODB_URI": "mongomock://"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # then nothing of the alerts (SPEC section 10) was loaded: no SNS client, no boto3, not even our modules
+    assert result["anomalies"] > 0
+    loaded = [m for m in result["modules"] if m.startswith(("libs.alerts", "libs.models.starts", "boto3"))]
+    assert loaded == []
+
+
+def test_with_alerts_on_boto3_waits_for_the_first_alert():
+    imported = _imported_after_import_handler(
+        {"MONGODB_URI": "mongomock://", "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts"}
+    )
+    assert "boto3" not in imported

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -28,9 +27,9 @@ from libs.alerts.build import (
     subject,
 )
 from libs.models.starts import empty_starts
-from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
-from tests.fakes.series import T0, calm, doc, histories, series
-from tests.unit.test_starts import SIGNALS, starts_of
+from tests.fakes.alerts_reference import reference_alerts, reference_selection
+from tests.fakes.series import calm, doc, histories, series
+from tests.unit.test_starts import expected, starts_of
 
 REQUEST_ID = "req-1"
 
@@ -59,16 +58,7 @@ def assert_same_body(mine: dict[str, Any], theirs: dict[str, Any]) -> None:
 
 
 def expected_alerts(documents: list[dict[str, Any]], as_of_hour: float, **options: Any) -> list[dict[str, Any]]:
-    starts = reference_starts(
-        documents,
-        as_of=T0 + timedelta(hours=as_of_hour),
-        lookback_hours=options.get("lookback", 24),
-        signals=options.get("signals", SIGNALS),
-        periods=options.get("periods", (1, 2)),
-        k=options.get("k", 1.5),
-        min_observations=options.get("min_observations", 4),
-    )
-    return reference_alerts(starts, REQUEST_ID)
+    return reference_alerts(expected(documents, as_of_hour, **options), REQUEST_ID)
 
 
 # --- one alert per (coin, signal, timestamp, direction) ---------------------------------------

@@ -26,43 +26,32 @@ from tests.fakes.series import T0, calm, doc, histories, series
 SIGNALS = ("volume", "latest_price")
 
 
-def starts_of(
-    documents: list[dict[str, Any]],
-    as_of_hour: float,
-    *,
-    periods: tuple[int, ...] = (1, 2),
-    lookback: int = 24,
-    k: float = 1.5,
-    min_observations: int = 4,
-    signals: tuple[str, ...] = SIGNALS,
-) -> pd.DataFrame:
+#: What a test does not say: two windows, a day's lookback, Tukey's k, four observations, two signals.
+DEFAULTS: dict[str, Any] = {"periods": (1, 2), "lookback": 24, "k": 1.5, "min_observations": 4, "signals": SIGNALS}
+
+
+def starts_of(documents: list[dict[str, Any]], as_of_hour: float, **options: Any) -> pd.DataFrame:
     """What the function computes: load, select latest, judge, then the starts."""
-    frame = documents_to_history(documents, signals).frame
-    judged = select_latest(frame, T0 + timedelta(hours=as_of_hour), lookback)
-    params = ModelParams(signals, periods, k, min_observations)
-    starts = starting_flags(frame, params, judge(frame, judged, params), lookback)
+    o = {**DEFAULTS, **options}
+    frame = documents_to_history(documents, o["signals"]).frame
+    judged = select_latest(frame, T0 + timedelta(hours=as_of_hour), o["lookback"])
+    params = ModelParams(o["signals"], o["periods"], o["k"], o["min_observations"])
+    starts = starting_flags(frame, params, judge(frame, judged, params), o["lookback"])
     assert list(starts.columns) == list(START_COLUMNS)
     return starts
 
 
-def expected(
-    documents: list[dict[str, Any]],
-    as_of_hour: float,
-    *,
-    periods: tuple[int, ...] = (1, 2),
-    lookback: int = 24,
-    k: float = 1.5,
-    min_observations: int = 4,
-    signals: tuple[str, ...] = SIGNALS,
-) -> list[dict[str, Any]]:
+def expected(documents: list[dict[str, Any]], as_of_hour: float, **options: Any) -> list[dict[str, Any]]:
+    """What the plain reference says, for the same options."""
+    o = {**DEFAULTS, **options}
     return reference_starts(
         documents,
         as_of=T0 + timedelta(hours=as_of_hour),
-        lookback_hours=lookback,
-        signals=signals,
-        periods=periods,
-        k=k,
-        min_observations=min_observations,
+        lookback_hours=o["lookback"],
+        signals=o["signals"],
+        periods=o["periods"],
+        k=o["k"],
+        min_observations=o["min_observations"],
     )
 
 
