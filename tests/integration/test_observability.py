@@ -318,14 +318,17 @@ def test_every_mongodb_command_is_a_subsegment_of_the_stage_that_sent_it(ops_run
         *children(ops_run.entities, _handler_segment(ops_run, 1), "## message"),
     ]
     assert len(served) == len(traced_messages) == 3
-    for message, commands in zip(traced_messages, served):
+    for position, (message, commands) in enumerate(zip(traced_messages, served)):
         load = _one(children(ops_run.entities, message, "## load"))
         write = _one(children(ops_run.entities, message, "## write"))
         finds = children(ops_run.entities, load)
         updates = children(ops_run.entities, write)
-        # then the load stage holds exactly the one find, the write stage one update per bulk batch
+        # then the load stage holds exactly the one find, the write stage one update per bulk batch; on the
+        # container's first message a ping may come first (a client whose monitor has not yet found the server
+        # checks for one within the selection timeout rather than the whole budget: mongodb_helper.await_server)
         assert [c.name for c in commands] == ["find"] + ["update"] * len(updates)
-        assert [s["annotations"]["mongodb_command_name"] for s in finds] == ["find"]
+        names = [s["annotations"]["mongodb_command_name"] for s in finds]
+        assert names == ["find"] or (position == 0 and names == ["ping", "find"]), (position, names)
         assert len(updates) == math.ceil(sum(c.documents for c in commands[1:]) / 1000)
         for command in finds + updates:
             assert command["name"] == f"{DATABASE}@127.0.0.1:{ops_run.port}"
