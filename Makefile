@@ -59,7 +59,7 @@ test: $(STAMP)
 
 # The fast layer people run while they work: pure unit tests and the model's own file (seconds).
 unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit tests/test_model.py
+	PROPERTY_EXAMPLES=quick $(PY) -m pytest -q tests/unit tests/test_model.py
 
 # Static checks (config in pyproject.toml): ruff lint and format over the tree, mypy over handler.py and libs/.
 lint: $(STAMP)

@@ -28,6 +28,7 @@ from libs.models.model import (
     select_range,
     window_quartiles,
 )
+from tests.fakes.examples import examples
 
 SOLUSDT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solusdt_1h.csv"
 
@@ -534,7 +535,7 @@ def small_cases(draw):
     return frame, np.array(judged, dtype=bool), p
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_cases())
 def test_property_model_equals_numpy_reference(case):
     frame, judged, p = case

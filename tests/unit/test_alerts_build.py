@@ -28,6 +28,7 @@ from libs.alerts.build import (
 )
 from libs.models.starts import empty_starts
 from tests.fakes.alerts_reference import reference_alerts, reference_selection
+from tests.fakes.examples import examples
 from tests.fakes.series import calm, doc, histories, series
 from tests.unit.test_starts import expected, starts_of
 
@@ -238,7 +239,7 @@ def test_timestamps_are_iso_utc_with_milliseconds_and_z():
 # --- random data against the reference ----------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     history=histories(),
     periods=st.sampled_from([(1,), (2,), (1, 2)]),

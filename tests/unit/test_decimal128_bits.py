@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libs.models.history import decimal128_to_float
+from tests.fakes.examples import examples
 
 #: Random patterns, plus ones forced into the two-bit (non-canonical), NaN/inf and oversized-coefficient forms.
 patterns = st.one_of(
@@ -24,7 +25,7 @@ patterns = st.one_of(
 )
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(patterns)
 def test_fast_decoder_equals_bson_for_every_bit_pattern(bits):
     # given any 128-bit pattern read as a BSON Decimal128

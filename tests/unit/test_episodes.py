@@ -26,6 +26,7 @@ from tests.fakes.episodes_reference import (
     reference_starts,
     severity_of,
 )
+from tests.fakes.examples import examples
 
 T0 = datetime(2024, 10, 1)
 K = 1.5
@@ -326,7 +327,7 @@ random_entry = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(entries=st.lists(random_entry, min_size=1, max_size=60), lookback=st.sampled_from([1, 3, 24]))
 def test_random_entries_give_the_reference_episodes(entries, lookback):
     # given: random entries with ties, gaps, flat windows, insufficient windows
@@ -336,7 +337,7 @@ def test_random_entries_give_the_reference_episodes(entries, lookback):
     assert_same_episodes(got, reference_episodes(entries, lookback))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(entries=st.lists(random_entry, min_size=1, max_size=40))
 def test_random_entries_classify_as_the_reference(entries):
     classes = classify(frame(entries))
@@ -429,7 +430,7 @@ random_previous = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     flagged=st.lists(random_flag, max_size=30),
     previous=st.lists(random_previous, max_size=30),

@@ -32,6 +32,7 @@ from tests.fakes.episodes_reference import (
     reference_json,
     reference_stored_entries,
 )
+from tests.fakes.examples import examples
 
 T0 = datetime(2024, 10, 20)
 NOW = datetime(2024, 11, 1, 12, 30, 15, 123456)
@@ -206,7 +207,7 @@ def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]
     return documents
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(observations, st.sampled_from([None, (3,), (7, 3)]))
 def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(drawn, periods):
     # given documents as the function writes them, with gaps, ties, flat windows and junk

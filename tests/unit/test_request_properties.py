@@ -40,6 +40,7 @@ from libs.observability import logger
 from libs.processor import utc_now
 from libs.request import RiskRequest, parse_request
 from libs.synthetic import synthetic_documents
+from tests.fakes.examples import examples
 from tests.fakes.sqs import failed_ids, sqs_event
 
 MESSAGE_ID = "5d1c0b6e-0d8a-4f5e-9b1a-7a0c2f3e4d5c"
@@ -113,7 +114,7 @@ finite_json_values = _json_values(st.floats(allow_nan=False, allow_infinity=Fals
 json_objects = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=10), json_values, max_size=5)
 
 
-@hypothesis_settings(max_examples=1000, **COMMON)
+@hypothesis_settings(max_examples=examples(1000), **COMMON)
 @given(value=json_values | json_objects)
 def test_any_json_value_is_a_request_or_a_rejection_naming_a_key_it_has(value):
     # given any JSON value as the body (NaN and ±Infinity literals included)
@@ -131,7 +132,7 @@ def test_any_json_value_is_a_request_or_a_rejection_naming_a_key_it_has(value):
         assert isinstance(value, dict) and set(value) <= set(KEYS)
 
 
-@hypothesis_settings(max_examples=700, **COMMON)
+@hypothesis_settings(max_examples=examples(700), **COMMON)
 @given(body=st.binary(max_size=200) | st.text(max_size=200))
 def test_any_bytes_or_text_is_a_request_or_a_rejection(body):
     # given arbitrary bytes or text as the body
@@ -143,7 +144,7 @@ def test_any_bytes_or_text_is_a_request_or_a_rejection(body):
         assert names_a_key_of(answer, decoded_or_none(body))
 
 
-@hypothesis_settings(max_examples=200, **COMMON)
+@hypothesis_settings(max_examples=examples(200), **COMMON)
 @given(value=json_objects, data=st.data())
 def test_json_text_with_bytes_flipped_is_a_request_or_a_rejection(value, data):
     # given a JSON object's UTF-8 text with a few bytes overwritten (truncations, stray quotes, broken UTF-8)
@@ -264,7 +265,7 @@ def assert_means(request: RiskRequest, expected: dict[str, Any]) -> None:
     assert request.mode == ("latest" if expected["since"] is None else "range")
 
 
-@hypothesis_settings(max_examples=500, **COMMON)
+@hypothesis_settings(max_examples=examples(500), **COMMON)
 @given(case=valid_cases(), layout=st.sampled_from(["compact", "indented", "ascii", "bytes"]))
 def test_valid_bodies_mean_what_the_spec_says_however_they_are_laid_out(case, layout):
     # given a valid body, written compactly, indented, \u-escaped or as UTF-8 bytes
@@ -418,7 +419,7 @@ def near_misses(draw) -> Case:
     return case
 
 
-@hypothesis_settings(max_examples=1000, **COMMON)
+@hypothesis_settings(max_examples=examples(1000), **COMMON)
 @given(case=near_misses())
 def test_a_near_miss_is_rejected_naming_exactly_the_key_at_fault(case):
     # given a valid request with one thing wrong (a wrong type, a bad entry, a value just past a
@@ -440,7 +441,7 @@ def test_a_near_miss_is_rejected_naming_exactly_the_key_at_fault(case):
     assert names_a_key_of(answer, json.loads(text) if case.reject != "body" else None)
 
 
-@hypothesis_settings(max_examples=300, **COMMON)
+@hypothesis_settings(max_examples=examples(300), **COMMON)
 @given(
     as_of=instants,
     since_back=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40)),
@@ -595,7 +596,7 @@ handler_bodies = st.one_of(
 
 
 @hypothesis_settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     # the store fixture is module-scoped on purpose: every example restores what it changed
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],

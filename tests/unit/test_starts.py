@@ -21,6 +21,7 @@ from libs.models.history import documents_to_history
 from libs.models.model import ModelParams, judge, select_latest
 from libs.models.starts import START_COLUMNS, starting_flags
 from tests.fakes.alerts_reference import reference_starts
+from tests.fakes.examples import examples
 from tests.fakes.series import T0, calm, doc, histories, series
 
 SIGNALS = ("volume", "latest_price")
@@ -230,7 +231,7 @@ def test_a_frame_not_in_coin_then_time_order_is_refused():
 # --- random data against the reference -------------------------------------------------------
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=examples(250), deadline=None)
 @given(
     history=histories(),
     periods=st.sampled_from([(1,), (2,), (1, 2)]),
