@@ -516,7 +516,6 @@ def emitted() -> tuple[str, set[tuple[str, frozenset]]]:
 def test_every_plotted_metric_is_one_the_function_emits_or_aws_publishes(template, emitted):
     namespace, pairs = emitted
     _, body = _dashboard(template)
-    service = next(dict(d)["service"] for _, d in pairs)
     for plotted_namespace, name, dimensions in _plotted(body):
         if plotted_namespace in AWS_METRICS:
             dimension, names = AWS_METRICS[plotted_namespace]
