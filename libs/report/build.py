@@ -156,14 +156,13 @@ def write_report(
     Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
     :class:`~libs.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
     """
-    with _writing(out_dir):  # before the query: a bad --out fails at once, without reading the store
-        out_dir.mkdir(parents=True, exist_ok=True)
     entries = read_entries(reader, scope).frame
     episodes = build_episodes(entries, settings.latest_lookback_hours)
     counts = report_counts(entries, episodes, scope.signals)
     episodes_file = out_dir / JSON_NAME
     page = out_dir / PAGE_NAME
-    with _writing(out_dir):
+    with _writing(out_dir):  # after the query: an unreachable store leaves nothing behind
+        out_dir.mkdir(parents=True, exist_ok=True)
         episodes_file.write_text(
             json.dumps(episodes_json(episodes), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
