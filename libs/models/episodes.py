@@ -58,8 +58,9 @@ def classify(entries: pd.DataFrame) -> pd.DataFrame:
     can hold one) is treated as not flagged, so every flag has a direction.
 
     Returns a frame on the same index with ``direction`` ("spike", "dip" or
-    None), ``severity`` (IQRs beyond the fence; NaN when not flagged or when
-    the window was flat) and ``flat_window`` (flagged with ``iqr == 0``).
+    None), ``severity`` (IQRs beyond the fence, at most the largest float64;
+    NaN when not flagged or when the window was flat) and ``flat_window``
+    (flagged with ``iqr == 0``).
     """
     value = _floats(entries, "value")
     q1 = _floats(entries, "q1")
@@ -73,8 +74,10 @@ def classify(entries: pd.DataFrame) -> pd.DataFrame:
     beyond = np.where(spike, value - upper, np.where(dip, lower - value, np.nan))
     flagged = spike | dip
     flat = flagged & (iqr == 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        severity = np.where(flagged & ~flat, beyond / iqr, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # a razor-thin window (0 < iqr) can put the ratio beyond float64: it is still a finite severity, not a
+        # flat window, so it is written as the largest float ("more IQRs than a float holds"), as alerts do
+        severity = np.where(flagged & ~flat, np.minimum(beyond / iqr, np.finfo(np.float64).max), np.nan)
     direction = np.full(len(entries), None, dtype=object)
     direction[spike] = SPIKE
     direction[dip] = DIP

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ from libs.local.plot import EpisodeMark, plot_signal
 from libs.models.episodes import build_episodes
 from libs.report.entries import read_entries
 from libs.report.page import PLOTTED, PageView, Plot, format_value, render_page
-from libs.report.scope import ReportScope
+from libs.report.scope import ReportArgumentError, ReportScope
 from libs.report.shaping import ReportCounts, episodes_json, report_counts
 
 PAGE_NAME = "index.html"
@@ -125,6 +127,21 @@ def _plots(
     return tuple(plots)
 
 
+@contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """Turn a file-system refusal under ``out_dir`` (a file in the way, no permission) into a bad ``--out``.
+
+    SPEC section 11: a bad argument fails with a clear message (exit 2), not a traceback.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out_dir) else ""
+        raise ReportArgumentError(
+            f"--out {out_dir}: cannot write the report there: {exc.strerror or exc}{where}"
+        ) from None
+
+
 def write_report(
     scope: ReportScope,
     settings: Settings,
@@ -136,24 +153,28 @@ def write_report(
 ) -> ReportResult:
     """Read, build and write ``episodes.json``, ``index.html`` and the plots under ``out_dir``.
 
-    Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read.
+    Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
+    :class:`~libs.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
     """
     entries = read_entries(reader, scope).frame
     episodes = build_episodes(entries, settings.latest_lookback_hours)
     counts = report_counts(entries, episodes, scope.signals)
-    out_dir.mkdir(parents=True, exist_ok=True)
     episodes_file = out_dir / JSON_NAME
-    episodes_file.write_text(json.dumps(episodes_json(episodes), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    plots = _plots(collection, episodes, entries, scope, settings, out_dir / PLOTS_DIR)
-    view = PageView(
-        scope=scope,
-        generated_at=generated_at,
-        lookback_hours=settings.latest_lookback_hours,
-        source=f"{settings.database}.{settings.collection}",
-        counts=counts,
-        episodes=episodes,
-        plots=plots,
-    )
     page = out_dir / PAGE_NAME
-    page.write_text(render_page(view), encoding="utf-8")
+    with _writing(out_dir):  # after the query: an unreachable store leaves nothing behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+        episodes_file.write_text(
+            json.dumps(episodes_json(episodes), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        plots = _plots(collection, episodes, entries, scope, settings, out_dir / PLOTS_DIR)
+        view = PageView(
+            scope=scope,
+            generated_at=generated_at,
+            lookback_hours=settings.latest_lookback_hours,
+            source=f"{settings.database}.{settings.collection}",
+            counts=counts,
+            episodes=episodes,
+            plots=plots,
+        )
+        page.write_text(render_page(view), encoding="utf-8")
     return ReportResult(page=page, episodes_file=episodes_file, counts=counts, top=_headline(episodes))

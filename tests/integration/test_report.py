@@ -167,6 +167,21 @@ def test_a_bad_argument_exits_2_with_a_clear_message(store, tmp_path, capsys, ar
     assert out == "" and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["a-file", "under-a-file"])
+def test_an_out_that_cannot_be_a_directory_exits_2_with_a_clear_message(store, tmp_path, capsys, inside):
+    # given --out naming an existing file, or a path under one
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    out_dir = taken / "report" if inside else taken
+
+    # when
+    status, out, err = run(capsys, "--out", str(out_dir))
+
+    # then the argument is named, nothing is written, and there is no traceback
+    assert status == 2 and err.startswith("error: --out ") and "Traceback" not in err
+    assert out == "" and taken.read_text() == "not a directory"
+
+
 def test_coins_and_a_coins_file_together_are_refused(store, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--coins", "a", "--coins-file", "f", "--out", str(tmp_path)])

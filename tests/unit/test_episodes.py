@@ -8,6 +8,7 @@ the vectorised module under test.
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,20 @@ def test_a_flat_window_broken_has_no_severity_and_ranks_after_every_finite_one()
     assert [e["coin_id"] for e in got] == ["coin-z", "coin-a"]
     assert got[1]["flat_window"] is True and got[1]["peak_severity"] is None
     assert got[1]["peak_value"] == 7.0
+
+
+def test_a_razor_thin_window_is_not_flat_even_when_its_severity_overflows_a_float():
+    # given: a window with q3 - q1 > 0 but so thin that value beyond it / iqr exceeds float64, then a mild spike
+    thin = entry(0, 1e300, q1=0.0, q3=1e-300)
+    mild = entry(0, 36.0, coin="coin-z")
+    assert thin["q3"] - thin["q1"] > 0 and thin["is_anomaly"] is True
+    # when
+    got = episodes_of([mild, thin])
+    # then: the window was not flat (SPEC 9: flat means iqr == 0), so the episode has a severity, ranked first
+    assert [e["coin_id"] for e in got] == ["coin-a", "coin-z"]
+    assert got[0]["flat_window"] is False
+    assert got[0]["peak_severity"] == sys.float_info.max  # more IQRs than a float holds: the largest float
+    assert classify(frame([thin]))["flat_window"].tolist() == [False]
 
 
 def test_an_episode_mixing_flat_and_finite_windows_peaks_at_the_finite_one():
