@@ -16,6 +16,8 @@ its five-minute window, ``MessageDeduplicationId`` being the alert id).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -73,8 +75,25 @@ def entry(alert: Alert, entry_id: str, fifo: bool) -> dict[str, Any]:
     }
     if fifo:
         item["MessageDeduplicationId"] = alert.alert_id
-        item["MessageGroupId"] = alert.coin_id
+        item["MessageGroupId"] = message_group_id(alert.coin_id)
     return item
+
+
+#: What SNS accepts as a FIFO MessageGroupId: 1 to 128 of ASCII letters, digits and punctuation.
+_GROUP_ID = re.compile(r"[!-~]{1,128}")
+
+
+def message_group_id(coin_id: str) -> str:
+    """The coin's FIFO group: its id (SPEC section 10), or a digest of it where SNS would refuse the id.
+
+    A request may name coins of up to 256 characters of any kind; SNS would
+    refuse such a group id on every delivery and send the message to the DLQ,
+    so such a coin gets ``sha256:<hex>`` of its id instead: still one group
+    per coin, so its alerts stay in order.
+    """
+    if _GROUP_ID.fullmatch(coin_id):
+        return coin_id
+    return "sha256:" + hashlib.sha256(coin_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def publish_alerts(alerts: Sequence[Alert], topic_arn: str, client: Any, *, deadline: float | None = None) -> int:

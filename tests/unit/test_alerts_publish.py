@@ -8,6 +8,7 @@ real SNS API (moto's server) are in tests/integration/test_alerts_sns.py.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -138,3 +139,28 @@ def test_nothing_to_publish_makes_no_call():
 def test_the_region_comes_from_the_topic_arn():
     assert region_of(TOPIC) == "eu-west-1"
     assert region_of("arn:aws-cn:sns:cn-north-1:123456789012:a") == "cn-north-1"
+
+
+@pytest.mark.parametrize(
+    ("coin_id", "kept"),
+    [
+        ("bitcoin", True),
+        ("a" * 128, True),
+        ("wrapped-btc.e/usd", True),
+        ("a" * 129, False),
+        ("two words", False),
+        ("é", False),
+    ],
+)
+def test_a_fifo_group_is_the_coin_id_unless_sns_would_refuse_it(coin_id, kept):
+    from libs.alerts.publish import message_group_id
+
+    # when a coin's alerts go to a FIFO topic
+    group = message_group_id(coin_id)
+
+    # then the group is the coin id where SNS takes it (1-128 printable ASCII), else a stable digest of it
+    assert re.fullmatch(r"[!-~]{1,128}", group)
+    assert (group == coin_id) is kept
+    assert group == message_group_id(coin_id)
+    if not kept:
+        assert group != message_group_id(coin_id + "x")
