@@ -221,6 +221,8 @@ class DataApiReader:
         byte at a time, never quiet long enough for the read timeout, could hold
         it open for minutes past the deadline.
         """
+        if getattr(response, "_content_consumed", False):  # requests read a redirect's body already
+            return response.content
         raw = response.raw
         chunks = []
         while True:
