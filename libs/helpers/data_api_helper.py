@@ -224,7 +224,7 @@ class DataApiReader:
         if getattr(response, "_content_consumed", False):  # requests read a redirect's body already
             return response.content
         raw = response.raw
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             self._cut_read_timeout(raw)
             try:
