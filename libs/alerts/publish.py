@@ -30,9 +30,13 @@ BATCH_SIZE = 10
 #: Client timeouts and attempts: a call that hangs must fail the message well before the Lambda deadline.
 CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 5
+#: Attempts per call in all (botocore's ``total_max_attempts``; its ``max_attempts`` would count retries only).
 MAX_ATTEMPTS = 2
+#: botocore's standard-mode wait before a retry at its longest: 1 s (throttled, full jitter) plus the up to
+#: 5 s more an ``x-amz-retry-after`` header may ask for (``ExponentialBackoff``).
+RETRY_DELAY_MAX_S = 6
 #: Longest one call can take with its retries (what :func:`publish_alerts` needs left to start one).
-CALL_BUDGET_S = MAX_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+CALL_BUDGET_S = MAX_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S) + (MAX_ATTEMPTS - 1) * RETRY_DELAY_MAX_S
 
 _client: Any = None
 
@@ -52,7 +56,7 @@ def sns_client(topic_arn: str) -> Any:
         config = Config(
             connect_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         )
         # a session of its own: the default one caches credentials for every later boto3.client of the process
         _client = boto3.session.Session().client("sns", region_name=region_of(topic_arn), config=config)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from libs.errors import ConfigError
 
@@ -207,6 +207,31 @@ def redact_uri(uri: str) -> str:
     return f"{scheme}://{hosts}" if hosts else f"{scheme}://"
 
 
+def check_connection_string(uri: str) -> None:
+    """Raise :class:`ConfigError` naming ``MONGODB_URI`` when the driver cannot parse ``uri``.
+
+    Parsed as ``MongoClient`` parses it (syntax, hosts, options; no DNS lookup
+    for ``mongodb+srv``), so that a malformed string stops the function at cold
+    start (SPEC section 7) instead of failing every message as a store error.
+    The driver's reason is kept only when it repeats nothing of the string's
+    credentials (its texts name options and hosts, never values, but a
+    password pasted unescaped can be read as a host or a port).
+    """
+    from pymongo.uri_parser_shared import _validate_uri  # what MongoClient runs on its URI, before any I/O
+
+    try:
+        _validate_uri(uri, validate=True, warn=True, normalize=False)
+    except Exception as exc:  # InvalidURI, ConfigurationError, ValueError, TypeError: all mean "malformed"
+        reason = str(exc)
+        userinfo = uri.partition("://")[2].rpartition("@")[0]
+        pieces = {p for p in (userinfo, *userinfo.split(":"), *unquote_plus(userinfo).split(":")) if len(p) >= 3}
+        if any(piece in reason for piece in pieces):
+            reason = "the driver's reason repeats part of the string; check its credentials are URL-escaped"
+        raise ConfigError(
+            "MONGODB_URI", f"is not a valid MongoDB connection string ({type(exc).__name__}: {reason})"
+        ) from None
+
+
 def build_atlas_uri(host: str, user: str, password: str) -> str:
     """The ``mongodb+srv://`` URI for an Atlas host, credentials URL-escaped.
 
@@ -228,6 +253,8 @@ def _connection(env: Mapping[str, str]) -> str:
     if uri is not None:
         if "://" not in uri:
             raise ConfigError("MONGODB_URI", "must be a connection string such as mongodb+srv://… or mongomock://")
+        if not uri.startswith(EMBEDDED_URI_SCHEME):
+            check_connection_string(uri)
         return uri
     host = _text(env, "MONGODB_RSKYCLUSTER_HOST")
     user = _text(env, "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME")

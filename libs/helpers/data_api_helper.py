@@ -40,6 +40,7 @@ from typing import Any
 
 import bson
 import requests
+import urllib3
 from bson import json_util
 from bson.errors import BSONError
 from bson.json_util import JSONOptions
@@ -212,13 +213,44 @@ class DataApiReader:
         return min(self._timeout_s, left)
 
     def _read_body(self, response: requests.Response) -> bytes:
-        """The whole body, read in chunks; stops with StoreTimeout once the store budget has run out."""
-        chunks = []
-        for chunk in response.iter_content(chunk_size=BODY_CHUNK_BYTES):
+        """The whole body; stops with StoreTimeout once the store budget has run out.
+
+        Read with ``read1`` (at most one socket read per call, whatever arrived),
+        each read's socket timeout cut to what is left of the budget:
+        ``iter_content`` would fill a whole chunk first, so a server trickling a
+        byte at a time, never quiet long enough for the read timeout, could hold
+        it open for minutes past the deadline.
+        """
+        if getattr(response, "_content_consumed", False):  # requests read a redirect's body already
+            return response.content
+        raw = response.raw
+        chunks: list[bytes] = []
+        while True:
+            self._cut_read_timeout(raw)
+            try:
+                chunk = raw.read1(BODY_CHUNK_BYTES, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as exc:
+                raise requests.exceptions.ReadTimeout(exc) from None
+            except urllib3.exceptions.ProtocolError as exc:
+                raise requests.exceptions.ChunkedEncodingError(exc) from None
+            except urllib3.exceptions.HTTPError as exc:  # a body that does not decode, TLS trouble
+                raise requests.exceptions.ContentDecodingError(exc) from None
+            if not chunk:
+                return b"".join(chunks)
             chunks.append(chunk)
             if budget_expired():
                 raise timeout_error(DOING, f"HTTP {response.status_code} body still arriving")
-        return b"".join(chunks)
+
+    def _cut_read_timeout(self, raw: Any) -> None:
+        """Bound the next socket read of ``raw`` by what is left of the store budget (if one is active)."""
+        left = remaining_s()
+        if left is None:
+            return
+        if left <= 0:
+            raise timeout_error(DOING, "body still arriving")
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(min(self._timeout_s, left))
 
     def _delay_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

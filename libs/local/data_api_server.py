@@ -11,7 +11,9 @@ answering ``{"documents": [...]}`` in canonical Extended JSON when asked for
 Failure modes for tests: ``statuses`` answers the next requests with those
 HTTP statuses (one per request) before serving normally; ``delays_s`` holds
 the next answers back (stopping the server ends the wait and drops the answer); ``max_page`` caps every answer below the requested
-``limit``; ``force_relaxed`` answers relaxed Extended JSON whatever is asked.
+``limit``; ``force_relaxed`` answers relaxed Extended JSON whatever is asked; ``trickle_s`` sends
+each answer's headers at once and then its body one byte every ``trickle_s`` seconds (a server that
+never goes quiet long enough for a read timeout, yet takes minutes to answer).
 Forced error bodies echo the api key the request presented, the worst thing a
 server can do, so tests can prove the client never repeats it.
 """
@@ -53,6 +55,7 @@ class DataApiServer:
     statuses: list[int] = field(default_factory=list)
     delays_s: list[float] = field(default_factory=list)
     force_relaxed: bool = False
+    trickle_s: float | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -130,7 +133,18 @@ def _handler_for(server: DataApiServer) -> type[BaseHTTPRequestHandler]:
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if not server.trickle_s:
+                self.wfile.write(data)
+                return
+            for at in range(len(data)):
+                if server._stopping.wait(server.trickle_s):
+                    self.close_connection = True
+                    return
+                try:
+                    self.wfile.write(data[at : at + 1])
+                except OSError:  # the client gave up: expected
+                    self.close_connection = True
+                    return
 
         def _error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
             self._answer(status, json.dumps({"error": message, "error_code": code}), headers=headers)

@@ -143,6 +143,31 @@ def test_no_secret_appears_when_the_configuration_is_refused_at_cold_start():
     assert_no_secret(output, env["MONGODB_URI"])
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        # the password pasted unescaped: its "/" ends the host list early, its "?" and "#" follow
+        f"mongodb://reader:{PASSWORD}@127.0.0.1:27017/",
+        # a port that is not a number, after escaped credentials
+        f"mongodb://{quote_plus(USER)}:{quote_plus(PASSWORD)}@127.0.0.1:27o17/",
+        # an SRV URI with a port (never valid), credentials escaped
+        f"mongodb+srv://{quote_plus(USER)}:{quote_plus(PASSWORD)}@cluster0.abcde.mongodb.net:27017/",
+    ],
+    ids=["unescaped-password", "bad-port", "srv-with-port"],
+)
+def test_a_malformed_connection_string_stops_the_function_at_cold_start_naming_it_without_secrets(uri):
+    # given a MONGODB_URI that the driver cannot parse, holding the credentials (SPEC section 7: a
+    # malformed required value stops the function at cold start, naming the variable)
+    env = _environment(MONGODB_URI=uri)
+
+    # when the function starts
+    output = _run("import handler", env)
+
+    # then it stops naming MONGODB_URI, instead of failing every message later, and prints no secret
+    assert "ConfigError" in output and "MONGODB_URI" in output, output[-3000:]
+    assert_no_secret(output, uri, "reader:")
+
+
 # --------------------------------------------------------------------------- credentials escaped, TLS on
 
 

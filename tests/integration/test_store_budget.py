@@ -231,6 +231,26 @@ def test_a_data_api_answer_held_back_a_minute_fails_within_the_budget(data_api):
     assert time.monotonic() - started < WELL_BEFORE_S
 
 
+def test_a_data_api_body_trickling_in_for_minutes_fails_within_the_budget(data_api):
+    # given an endpoint that sends its headers at once, then its body a byte every 50 ms (minutes in all,
+    # yet never quiet long enough for a read timeout), and a reader whose own timeout is a minute
+    data_api.trickle_s = 0.05
+    reader = _reader(data_api.url)
+
+    # when a message reads under a two-second budget
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreTimeout) as failure, store_budget(2):
+            reader.find(QUERY, PROJECTION)
+    finally:
+        reader.close()
+        data_api.trickle_s = None
+
+    # then it fails with the clear reason at the budget, not when the last byte arrives
+    assert str(failure.value).startswith("store time budget of 2.0 s ran out while reading history over the Data API")
+    assert time.monotonic() - started < WELL_BEFORE_S
+
+
 def test_a_backoff_that_would_outlast_the_budget_is_not_slept(data_api):
     # given an endpoint failing with 503 and a reader whose backoff is a minute
     data_api.statuses.extend([503] * 4)

@@ -164,3 +164,31 @@ def test_a_fifo_group_is_the_coin_id_unless_sns_would_refuse_it(coin_id, kept):
     assert group == message_group_id(coin_id)
     if not kept:
         assert group != message_group_id(coin_id + "x")
+
+
+def test_the_time_a_call_needs_covers_botocores_slowest_retry():
+    # given the client's own configuration and botocore's standard-mode backoff at its slowest: a throttled
+    # first attempt, full jitter, and an x-amz-retry-after header asking for longer than botocore allows
+    from types import SimpleNamespace
+
+    from botocore.retries.standard import ExponentialBackoff
+
+    from libs.alerts import publish
+
+    client = publish.sns_client("arn:aws:sns:us-east-1:123456789012:alerts")
+    publish.reset_sns_client()
+    config = client.meta.config
+    attempts = config.retries["total_max_attempts"]
+    backoff = ExponentialBackoff(
+        random=lambda: 1.0, throttling_detector=SimpleNamespace(is_throttling_error_from_context=lambda c: True)
+    )
+    slowest_delays = sum(
+        backoff.delay_amount(
+            SimpleNamespace(attempt_number=n, http_response=SimpleNamespace(headers={"x-amz-retry-after": "600000"}))
+        )
+        for n in range(1, attempts)
+    )
+
+    # when the longest one call can take is added up, then the time publish_alerts keeps for a call covers it
+    slowest_call = attempts * (config.connect_timeout + config.read_timeout) + slowest_delays
+    assert publish.CALL_BUDGET_S >= slowest_call
