@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from libs.batch import PartialBatchResponse, process_sqs_batch
 from libs.budget import Budget
+from libs.context_adapter import accepts_any_context
 from libs.helpers.constants_helper import get_settings
-from libs.lambda_context import accepts_any_context
 from libs.observability import configure, logger, publish_metrics, tracer
 from libs.processor import process_and_report
 from libs.summary import MessageSummary
