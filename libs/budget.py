@@ -46,11 +46,6 @@ class Budget:
         if self.outage is not None:
             raise StoreUnreachable(f"not started: the database was unreachable for an earlier message ({self.outage})")
 
-    @classmethod
-    def from_context(cls, context: Any, reserve_ms: int = ANSWER_RESERVE_MS) -> Budget:
-        """The budget a Lambda context leaves, read now."""
-        return cls.from_remaining(remaining_ms(context), reserve_ms)
-
     def remaining_ms(self) -> float | None:
         """Milliseconds left before the answer must be on its way (never negative), or None."""
         if self.deadline is None:

@@ -47,12 +47,11 @@ def publish_alerts_for(
     """Find the message's episode starts and publish their alerts; call it after the flags are written.
 
     ``frame`` is the message's history (loaded with alerts on, so it reaches
-    the previous steps), ``params`` and ``results`` the model's. Does nothing
-    with alerts off or in range mode (a backfill pages nobody). Raises
+    the previous steps), ``params`` and ``results`` the model's. Only for a
+    latest-mode message with alerts on: the processor decides that, in one
+    place (a backfill pages nobody). Raises
     :class:`~libs.errors.AlertPublishFailed` when SNS does not take them all.
     """
-    if not settings.alerts_enabled or request.mode != "latest":
-        return AlertOutcome()
     starts = starting_flags(frame, params, results, settings.latest_lookback_hours)
     plan = plan_alerts(starts, request.request_id, settings.alert_min_severity, settings.alert_max_per_message)
     published = 0
