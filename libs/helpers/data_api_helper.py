@@ -163,7 +163,7 @@ class DataApiReader:
         failure = ""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
-            timeout_s = self._request_timeout_s(failure)
+            timeout_s = self._timeout_within_budget_s(f"after {failure}" if failure else "")
             try:
                 response = self._session.post(
                     self.endpoint, data=body, timeout=timeout_s, allow_redirects=False, stream=True
@@ -203,13 +203,13 @@ class DataApiReader:
                 time.sleep(delay)
         raise StoreUnavailable(f"Data API find failed after {self._max_attempts} attempts: {failure}")
 
-    def _request_timeout_s(self, failure: str) -> float:
-        """The configured timeout, cut to what is left of the store budget (StoreTimeout when nothing is)."""
+    def _timeout_within_budget_s(self, detail: str) -> float:
+        """The configured timeout, cut to what is left of the store budget (StoreTimeout naming ``detail`` when nothing is)."""
         left = remaining_s()
         if left is None:
             return self._timeout_s
         if left <= 0:
-            raise timeout_error(DOING, f"after {failure}" if failure else "")
+            raise timeout_error(DOING, detail)
         return min(self._timeout_s, left)
 
     def _read_body(self, response: requests.Response) -> bytes:
@@ -243,14 +243,12 @@ class DataApiReader:
 
     def _cut_read_timeout(self, raw: Any) -> None:
         """Bound the next socket read of ``raw`` by what is left of the store budget (if one is active)."""
-        left = remaining_s()
-        if left is None:
+        if remaining_s() is None:
             return
-        if left <= 0:
-            raise timeout_error(DOING, "body still arriving")
+        timeout_s = self._timeout_within_budget_s("body still arriving")
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         if sock is not None:
-            sock.settimeout(min(self._timeout_s, left))
+            sock.settimeout(timeout_s)
 
     def _delay_s(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
