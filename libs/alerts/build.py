@@ -39,7 +39,6 @@ MAX_ATTRIBUTE_SEVERITY = 1e9
 #: Characters SNS and SQS accept in a String attribute; anything else becomes U+FFFD.
 _ATTRIBUTE_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
-_LARGEST = np.finfo(np.float64).max
 _KEYS = ("coin_id", "signal", "timestamp", "direction")
 _WINDOW_NUMBERS = ("q1", "q3", "lower", "upper")
 
@@ -129,8 +128,8 @@ def alert_table(starts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     flat = starts["flat_window"].to_numpy(dtype=bool)
     entries = starts.assign(
         timestamp=iso_millis(starts["timestamp"].to_numpy()),
-        # beyond float64 the ratio is inf: the largest float says "more IQRs than a float holds"
-        severity=np.where(flat, np.nan, np.minimum(starts["severity"].to_numpy(dtype=np.float64), _LARGEST)),
+        # episodes.classify already caps an overflowing ratio at the largest float
+        severity=np.where(flat, np.nan, starts["severity"].to_numpy(dtype=np.float64)),
         beyond=np.where(
             starts["direction"].to_numpy() == SPIKE,
             starts["value"].to_numpy() - starts["upper"].to_numpy(),
