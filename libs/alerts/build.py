@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from libs.models.episodes import SPIKE
+from libs.models.episodes import SPIKE, iso_utc_ms
 
 #: SNS asks for a Subject "less than 100 characters long" (the spec's "at most 100" allows it).
 MAX_SUBJECT_CHARS = 99
@@ -110,11 +110,6 @@ def alert_id(coin_id: str, signal: str, timestamp: str, direction: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def iso_millis(stamps: np.ndarray) -> np.ndarray:
-    """Naive UTC datetimes as ISO-8601 strings with milliseconds and ``Z`` (``2024-11-01T12:00:00.000Z``)."""
-    return np.char.add(np.datetime_as_string(stamps.astype("datetime64[ms]"), unit="ms"), "Z").astype(object)
-
-
 def alert_table(starts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per alert, and one per listed window, from :func:`libs.models.starts.starting_flags`.
 
@@ -127,7 +122,7 @@ def alert_table(starts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     flat = starts["flat_window"].to_numpy(dtype=bool)
     entries = starts.assign(
-        timestamp=iso_millis(starts["timestamp"].to_numpy()),
+        timestamp=iso_utc_ms(starts["timestamp"].to_numpy()),
         # episodes.classify already caps an overflowing ratio at the largest float
         severity=np.where(flat, np.nan, starts["severity"].to_numpy(dtype=np.float64)),
         beyond=np.where(

@@ -39,6 +39,15 @@ EPISODE_COLUMNS = (
 _KEYS = ("coin_id", "signal", "period_days")
 
 
+def iso_utc_ms(times: pd.Series | np.ndarray) -> list[str]:
+    """``2024-11-01T12:00:00.000Z`` for each naive-UTC time (truncated to the millisecond, as BSON stores it).
+
+    How alerts (SPEC section 10) and the report (section 11) both write times.
+    """
+    stamps = np.asarray(times, dtype="datetime64[ns]").astype("datetime64[ms]")
+    return np.char.add(np.datetime_as_string(stamps, unit="ms"), "Z").tolist()
+
+
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 

@@ -12,13 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify
-
-
-def iso_utc_ms(times: pd.Series | np.ndarray) -> list[str]:
-    """``2024-11-01T12:00:00.000Z`` for each naive-UTC time (truncated to the millisecond, as BSON stores it)."""
-    stamps = np.asarray(times, dtype="datetime64[ns]").astype("datetime64[ms]")
-    return np.char.add(np.datetime_as_string(stamps, unit="ms"), "Z").tolist()
+from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify, iso_utc_ms
 
 
 def _finite_or_none(values: pd.Series) -> list[float | None]:

@@ -22,10 +22,10 @@ from libs.alerts.build import (
     alert_id,
     alert_table,
     alerts_at,
-    iso_millis,
     plan_alerts,
     subject,
 )
+from libs.models.episodes import iso_utc_ms
 from libs.models.starts import empty_starts
 from tests.fakes.alerts_reference import reference_alerts, reference_selection
 from tests.fakes.examples import examples
@@ -233,7 +233,7 @@ def test_the_body_never_writes_nan_or_infinity():
 
 def test_timestamps_are_iso_utc_with_milliseconds_and_z():
     stamps = np.array(["2024-11-01T12:00:00.123", "1999-12-31T23:59:59"], dtype="datetime64[ms]")
-    assert iso_millis(stamps).tolist() == ["2024-11-01T12:00:00.123Z", "1999-12-31T23:59:59.000Z"]
+    assert iso_utc_ms(stamps) == ["2024-11-01T12:00:00.123Z", "1999-12-31T23:59:59.000Z"]
 
 
 # --- random data against the reference ----------------------------------------------------------

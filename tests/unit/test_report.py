@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from libs.helpers.constants_helper import SIGNALS
-from libs.models.episodes import build_episodes
+from libs.models.episodes import build_episodes, iso_utc_ms
 from libs.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
 from libs.report.page import PageView, Plot, format_duration, format_value, render_page
 from libs.report.scope import ReportArgumentError, report_scope
-from libs.report.shaping import episodes_json, iso_utc_ms, report_counts
+from libs.report.shaping import episodes_json, report_counts
 from tests.fakes.episodes_reference import (
     assert_same_json,
     direction_of,
