@@ -89,13 +89,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.accounted else 1
 
 
+def _comma_list(text: str | None) -> list[str] | None:
+    """The non-empty, stripped items of a comma-separated option (None when the option is absent)."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
 def _request_template(args: argparse.Namespace) -> dict[str, Any]:
     template: dict[str, Any] = {}
     if args.signals:
-        template["signals"] = [s.strip() for s in args.signals.split(",") if s.strip()]
+        template["signals"] = _comma_list(args.signals)
     if args.periods:
         try:
-            template["periods"] = [int(p) for p in args.periods.split(",") if p.strip()]
+            template["periods"] = [int(p) for p in _comma_list(args.periods) or []]
         except ValueError:
             raise AnomalyServiceError(
                 f"--periods must be whole days separated by commas, got {args.periods!r}"
@@ -110,7 +115,7 @@ def _request_template(args: argparse.Namespace) -> dict[str, Any]:
 
 def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.coins:
-        return [c.strip() for c in args.coins.split(",") if c.strip()], "--coins"
+        return _comma_list(args.coins) or [], "--coins"
     if args.coins_file:
         try:
             lines = Path(args.coins_file).read_text().splitlines()
@@ -209,17 +214,14 @@ def _report(args: argparse.Namespace) -> int:
     from libs.report.build import write_report
     from libs.report.scope import report_scope
 
-    def split(text: str | None) -> list[str] | None:
-        return [part.strip() for part in text.split(",") if part.strip()] if text else None
-
     now = utc_now()
     scope = report_scope(
         now=now,
         since=args.since,
         as_of=args.as_of,
         coin_ids=_coin_universe(args)[0] if args.coins or args.coins_file else None,
-        signals=split(args.signals),
-        periods=split(args.periods),
+        signals=_comma_list(args.signals),
+        periods=_comma_list(args.periods),
     )
     settings = get_settings()
     result = write_report(
