@@ -35,5 +35,5 @@ def _process_record(record: SQSRecord, budget: Budget) -> MessageSummary:
 @tracer.capture_lambda_handler(capture_response=False)
 @publish_metrics
 def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
-    """Process an SQS batch; see SPEC section 6 for the answer's contract."""
+    """Process an SQS batch; see contract §6 for the answer's contract."""
     return process_sqs_batch(event, context, _process_record, time_margin_ms=get_settings().time_margin_ms)

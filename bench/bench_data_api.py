@@ -26,11 +26,11 @@ from bson import json_util
 
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.data_api_helper import RESPONSE_JSON_OPTIONS, DataApiReader
-from libs.helpers.embedded_store import reset_embedded_store
 from libs.helpers.mongodb_helper import DriverReader, get_collection
-from libs.local.data_api_server import DataApiServer
 from libs.models.history import documents_to_history
-from libs.synthetic import synthetic_documents
+from libs.tools.embedded_store import reset_embedded_store
+from libs.tools.loopback.data_api_server import DataApiServer
+from libs.tools.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
 

@@ -7,8 +7,8 @@ precision, signals as floats). Documents come coin by coin, each coin's in
 time order, as a query served by the ``{coin_id: 1, timestamp: 1}`` index
 returns them.
 
-A few percent of signal cells are missing, spread over every kind SPEC
-section 2 names (absent, null, NaN, ±inf, booleans, strings, other
+A few percent of signal cells are missing, spread over every kind contract
+§2 names (absent, null, NaN, ±inf, booleans, strings, other
 non-numbers), and a few are numbers in another form (int, Decimal128) that
 must still count. A handful of documents carry no usable ``coin_id`` or
 ``timestamp``.
@@ -31,7 +31,7 @@ from libs.helpers.constants_helper import SIGNALS
 #: The end of the dataset: the newest observation of every coin is stamped at (or just before) it.
 AS_OF = datetime(2024, 11, 1)
 
-#: Missing kinds (SPEC section 2) and how each is written into a cell; "absent" deletes the key.
+#: Missing kinds (contract §2) and how each is written into a cell; "absent" deletes the key.
 MISSING_KINDS: tuple[str, ...] = ("absent", "null", "nan", "inf", "-inf", "bool", "string", "object")
 #: Share of signal cells that are missing (spread evenly over MISSING_KINDS).
 MISSING_RATE = 0.04

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.driver_socket [--coins N]     (prints one JSON line)
 
-The loopback wire-protocol endpoint (``libs/local/wire_mongo.py``) serves the
+The loopback wire-protocol endpoint (``libs/tools/loopback/wire_mongo.py``) serves the
 benchmark dataset (``bench/dataset.py``) from cursor replies encoded once in
-advance (:meth:`~libs.local.wire_mongo.WireMongoServer.serve_batches`, 16 MiB
+advance (:meth:`~libs.tools.loopback.wire_mongo.WireMongoServer.serve_batches`, 16 MiB
 batches as a server sends them), so the endpoint costs a header and a
 ``sendall`` per batch and nearly everything measured is the client: pymongo
 receiving and decoding the batches, the loader building the frame from the
@@ -44,9 +44,9 @@ from bench.dataset import AS_OF, Shape, latest_request_body, stream
 from libs.helpers import mongodb_helper
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.mongodb_helper import READ_CODEC_OPTIONS
-from libs.local.wire_mongo import WireMongoServer
 from libs.models.history import documents_to_history
 from libs.processor import MessageSummary, process_message
+from libs.tools.loopback.wire_mongo import WireMongoServer
 
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 DATABASE, COLLECTION = "risk", "scores"

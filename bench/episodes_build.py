@@ -1,9 +1,9 @@
 """The report's episode building against loading the same stored entries (issue 13, target <= 0.5x).
 
 A month of stored entries of 2,000 coins, shaped as the function writes them
-(SPEC section 5: ``anomalies.<signal>.<P>d = {is_anomaly, value, q1, q3,
+(contract §5: ``anomalies.<signal>.<P>d = {is_anomaly, value, q1, q3,
 lower, upper, n, k}``) and as pymongo hands them over (nested dicts, naive
-UTC datetimes). Loading is :func:`libs.report.entries.documents_to_entries`
+UTC datetimes). Loading is :func:`libs.tools.report.entries.documents_to_entries`
 (documents to the entries frame); building is
 :func:`libs.models.episodes.build_episodes` on that frame. Both run on the
 same data in the same process, alternately, and the figure is the ratio of
@@ -11,7 +11,7 @@ their medians.
 
 The entries are generated, not judged: each signal follows a heavy-tailed
 AR(1) series around a per-coin level, the quartiles follow the level with a
-little noise, and the flags follow from the fences by SPEC section 4's rule,
+little noise, and the flags follow from the fences by contract §4's rule,
 so flags come in runs and their share (about 5 %) is that of the demo's
 unplanted values (the issue measured 8.6 % there, 19.8 % on real hours). Generating them takes longer than either side.
 
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from libs.models.episodes import build_episodes
-from libs.report.entries import documents_to_entries
-from libs.report.scope import report_scope
+from libs.tools.report.entries import documents_to_entries
+from libs.tools.report.scope import report_scope
 
 AS_OF = datetime(2024, 11, 1)
 PERIODS = (3, 7, 30)

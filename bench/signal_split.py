@@ -20,7 +20,7 @@ from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
 from libs.models.model import ModelParams, concat_results, judge, judged_mask, signal_judges
 from libs.summary import MessageSummary, signal_step
-from libs.synthetic import synthetic_documents
+from libs.tools.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
 #: (label, coins, observations per day, days of range mode or None for latest mode)

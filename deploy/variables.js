@@ -14,7 +14,7 @@
 const { spawnSync } = require('child_process');
 const path = require('path');
 
-/** The secrets the function reads (SPEC section 7); each may come from SSM instead of a plain --param. */
+/** The secrets the function reads (contract §7); each may come from SSM instead of a plain --param. */
 const SECRETS = [
   'MONGODB_URI',
   'MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD',
@@ -123,7 +123,7 @@ async function vpcNetworkStatements(helpers) {
 
 const SNS_TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/;
 
-/** ALERT_TOPIC_ARN (SPEC section 10) when given and well formed, else '' (alerts off). */
+/** ALERT_TOPIC_ARN (contract §10) when given and well formed, else '' (alerts off). */
 async function alertTopicArn({ resolveVariable }) {
   const topic = await param(resolveVariable, 'ALERT_TOPIC_ARN');
   if (!topic) return '';

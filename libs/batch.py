@@ -1,4 +1,4 @@
-"""SQS batch processing with partial batch responses (SPEC section 6).
+"""SQS batch processing with partial batch responses (contract §6).
 
 Built on Powertools' ``BatchProcessor`` through its documented extension
 points: the record handler takes ``lambda_context`` (the time budget is read

@@ -1,7 +1,7 @@
 """How long a message may still take: the invocation's deadline, less a reserve to answer.
 
 Lambda gives an invocation a deadline (``context.get_remaining_time_in_millis()``);
-SPEC section 6 wants the answer back before it, whatever the store does. So
+contract §6 wants the answer back before it, whatever the store does. So
 each started message gets a :class:`Budget` ending :data:`ANSWER_RESERVE_MS`
 before the deadline, and every store operation of the message is bounded by
 what is left of it. A context without the method (or one that answers

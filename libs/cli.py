@@ -1,8 +1,8 @@
-"""Local commands: ``python -m libs.cli COMMAND …`` (SPEC section 8).
+"""Local commands: ``python -m libs.cli COMMAND …`` (contract §8).
 
-Each command reads the configuration of SPEC section 7 (``MONGODB_URI=mongomock://``
+Each command reads the configuration of contract §7 (``MONGODB_URI=mongomock://``
 for the embedded store). ``main(argv)`` returns the exit status, so the same
-commands can be driven from Python. The work lives in ``libs/local/``; this
+commands can be driven from Python. The work lives in ``libs/tools/local/``; this
 module only parses arguments and prints.
 """
 
@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from libs.errors import AnomalyServiceError
-from libs.local.lambda_context import LocalContext
+from libs.tools.local.lambda_context import LocalContext
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from libs.local.function import load_handler
+    from libs.tools.local.function import load_handler
 
     event = json.loads(Path(args.event).read_text())
     with _function_output_to_stderr():
@@ -68,7 +68,7 @@ def _function_log_level(verbose: bool) -> Iterator[None]:
 def _demo(args: argparse.Namespace) -> int:
     from libs.helpers.constants_helper import get_settings
     from libs.helpers.mongodb_helper import get_collection
-    from libs.local.demo import DemoOptions, ProgressLine, format_report, run_demo
+    from libs.tools.local.demo import DemoOptions, ProgressLine, format_report, run_demo
 
     settings = get_settings()
     if not settings.embedded:
@@ -129,10 +129,10 @@ def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
 
 def _enqueue(args: argparse.Namespace) -> int:
     from libs.helpers.constants_helper import get_settings
-    from libs.local.producer import request_bodies, send_bodies
-    from libs.local.sqs_endpoint import sqs_client
     from libs.processor import utc_now
     from libs.request import parse_request
+    from libs.tools.local.producer import request_bodies, send_bodies
+    from libs.tools.local.sqs_endpoint import sqs_client
 
     coins, source = _coin_universe(args)
     if not coins:
@@ -154,9 +154,9 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 
 def _poll(args: argparse.Namespace) -> int:
-    from libs.local.poller import Poller
-    from libs.local.queue_settings import load_queue_settings
-    from libs.local.sqs_endpoint import sqs_client
+    from libs.tools.local.poller import Poller
+    from libs.tools.local.queue_settings import load_queue_settings
+    from libs.tools.local.sqs_endpoint import sqs_client
 
     queue = load_queue_settings(stage=args.stage, params=dict(args.param))
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
@@ -187,7 +187,7 @@ def _poll(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from libs.helpers.constants_helper import get_settings
     from libs.helpers.mongodb_helper import get_collection
-    from libs.local.plot import plot_signal
+    from libs.tools.plot import plot_signal
 
     settings = get_settings()
     try:
@@ -211,8 +211,8 @@ def _report(args: argparse.Namespace) -> int:
     from libs.helpers.constants_helper import get_settings
     from libs.helpers.mongodb_helper import get_collection, get_reader
     from libs.processor import utc_now
-    from libs.report.build import write_report
-    from libs.report.scope import report_scope
+    from libs.tools.report.build import write_report
+    from libs.tools.report.scope import report_scope
 
     now = utc_now()
     scope = report_scope(
@@ -240,8 +240,8 @@ def _report(args: argparse.Namespace) -> int:
 def _local_queue(args: argparse.Namespace) -> int:
     import time
 
-    from libs.local.queue_settings import load_queue_settings
-    from libs.local.sqs_endpoint import LocalSqsEndpoint, create_queues, sqs_client
+    from libs.tools.local.queue_settings import load_queue_settings
+    from libs.tools.local.sqs_endpoint import LocalSqsEndpoint, create_queues, sqs_client
 
     settings = load_queue_settings(stage=args.stage, params=dict(args.param))
     with LocalSqsEndpoint(port=args.port) as endpoint:
@@ -255,8 +255,8 @@ def _local_queue(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from libs.local.redrive import redrive
-    from libs.local.sqs_endpoint import sqs_client
+    from libs.tools.local.redrive import redrive
+    from libs.tools.local.sqs_endpoint import sqs_client
 
     report = redrive(sqs_client(args.endpoint_url, queue_url=args.queue_url), args.queue_url, dry_run=args.dry_run)
     for letter in report.listed:

@@ -1,4 +1,4 @@
-"""Any Lambda context made complete enough for Powertools (SPEC section 6: "any context works").
+"""Any Lambda context made complete enough for Powertools (contract §6: "any context works").
 
 Powertools' ``inject_lambda_context`` reads ``function_name``,
 ``memory_limit_in_mb``, ``invoked_function_arn`` and ``aws_request_id`` before

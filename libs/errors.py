@@ -91,6 +91,6 @@ class TimeBudgetExhausted(AnomalyServiceError):
 class AlertPublishFailed(AnomalyServiceError):
     """SNS did not take every alert of a message (a missing topic, no permission, entries still
     rejected after one retry). The message fails so that SQS delivers it again: its flags are
-    rewritten identically and the same alert ids are published again (SPEC section 10)."""
+    rewritten identically and the same alert ids are published again (contract §10)."""
 
     kind = "alerts"

@@ -90,8 +90,8 @@ def process_message(
             summary.documents_written = write_updates(target, updates)
             annotate(write, documents_written=summary.documents_written)
 
-        if settings.alerts_enabled and request.mode == "latest":  # a backfill pages nobody (SPEC section 10)
-            from libs.alerts import publish_alerts_for  # with alerts off nothing of them is imported (SPEC 10)
+        if settings.alerts_enabled and request.mode == "latest":  # a backfill pages nobody (contract §10)
+            from libs.alerts import publish_alerts_for  # with alerts off nothing of them is imported (contract §10)
 
             with step(summary, "alerts") as alerts:
                 outcome = publish_alerts_for(

@@ -1,6 +1,6 @@
 """The risk request: one SQS message body, validated into an immutable value.
 
-Validation is strict on purpose (SPEC section 3): producers get a rejection
+Validation is strict on purpose (contract §3): producers get a rejection
 naming the key and the reason instead of a silently coerced request, and
 everything downstream trusts the :class:`RiskRequest` it is given.
 """
@@ -54,7 +54,7 @@ class RiskRequest:
         With ``previous_steps`` (alerts on), latest mode reaches back one more
         ``lookback_hours``: a judged observation's previous step matters only
         when it lies at most that long before it, and it is judged from its own
-        trailing window (SPEC section 9). Range mode publishes no alerts, so it
+        trailing window (contract §9). Range mode publishes no alerts, so it
         never reaches further.
         """
         start, _ = self.judged_start(lookback_hours)
@@ -181,7 +181,7 @@ def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
             raise InvalidRequest("coin_ids", f"entry {position} is longer than {MAX_COIN_ID_CHARS} characters")
     distinct = _dedupe(values)
     if len(distinct) > MAX_COIN_IDS:
-        # Repeated entries count once (SPEC section 3), so the limit is on distinct coins.
+        # Repeated entries count once (contract §3), so the limit is on distinct coins.
         raise InvalidRequest("coin_ids", f"must have at most {MAX_COIN_IDS} distinct entries, got {len(distinct)}")
     return tuple(distinct)
 
@@ -219,7 +219,7 @@ EARLIEST_MOMENT = datetime(1970, 1, 1)
 
 
 def parse_moment(text: str, key: str, *, date_means_end_of_day: bool) -> datetime:
-    """One ``as_of``/``since`` value read as SPEC section 3 says, naive UTC.
+    """One ``as_of``/``since`` value read as contract §3 says, naive UTC.
 
     For other entry points that take the same formats (the report's
     ``--since``/``--as-of``); raises :class:`InvalidRequest` naming ``key``.
@@ -277,7 +277,7 @@ def _has_date_and_time_separator(text: str) -> bool:
     """Whether ``text`` is a date followed by ``T`` (or ``t``, or a space) and more.
 
     ``datetime.fromisoformat`` takes any character between date and time
-    (``2024-11-01x12:00``); SPEC section 3 asks for ISO-8601, so only these three pass.
+    (``2024-11-01x12:00``); contract §3 asks for ISO-8601, so only these three pass.
     """
     for length in _DATE_PART_CHARS:
         if len(text) > length and text[length] in "Tt " and _date_only(text[:length]) is not None:

@@ -18,9 +18,9 @@ import pytest  # noqa: E402
 
 from libs.helpers import constants_helper  # noqa: E402
 from libs.helpers.constants_helper import Settings, load_settings  # noqa: E402
-from libs.helpers.embedded_store import reset_embedded_store  # noqa: E402
 from libs.helpers.mongodb_helper import get_collection  # noqa: E402
-from libs.local.lambda_context import LocalContext  # noqa: E402
+from libs.tools.embedded_store import reset_embedded_store  # noqa: E402
+from libs.tools.local.lambda_context import LocalContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -86,7 +86,7 @@ def json_logs():
 @pytest.fixture(scope="session")
 def sqs_endpoint():
     """moto's SQS server on loopback, one per test session (moto keeps its state per process)."""
-    from libs.local.sqs_endpoint import LocalSqsEndpoint
+    from libs.tools.local.sqs_endpoint import LocalSqsEndpoint
 
     with LocalSqsEndpoint() as endpoint:
         yield endpoint
@@ -97,7 +97,7 @@ def sqs(sqs_endpoint):
     """A client of the loopback SQS server, whose queues and messages are wiped first."""
     import urllib.request
 
-    from libs.local.sqs_endpoint import sqs_client
+    from libs.tools.local.sqs_endpoint import sqs_client
 
     urllib.request.urlopen(urllib.request.Request(f"{sqs_endpoint.url}/moto-api/reset", method="POST"), timeout=10)
     return sqs_client(sqs_endpoint.url)
@@ -106,7 +106,7 @@ def sqs(sqs_endpoint):
 @pytest.fixture
 def queue_settings():
     """The queue settings serverless.yml declares (custom.queue), for the default stage."""
-    from libs.local.queue_settings import load_queue_settings
+    from libs.tools.local.queue_settings import load_queue_settings
 
     return load_queue_settings()
 
@@ -114,6 +114,6 @@ def queue_settings():
 @pytest.fixture
 def queues(sqs, queue_settings):
     """The request queue and DLQ as declared, with a 1 s visibility timeout so redrive takes seconds."""
-    from libs.local.sqs_endpoint import create_queues
+    from libs.tools.local.sqs_endpoint import create_queues
 
     return create_queues(sqs, queue_settings, visibility_timeout_seconds=1)

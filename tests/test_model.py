@@ -1,4 +1,4 @@
-"""Unit tests of the anomaly model (SPEC section 4) against an independent reference.
+"""Unit tests of the anomaly model (contract §4) against an independent reference.
 
 The reference below builds every window explicitly with a plain filter over the
 frame (same coin, ``t − P days < ts ≤ t``, value not missing) and takes
@@ -89,7 +89,7 @@ def random_frame(
 
 
 def reference_judge(frame: pd.DataFrame, judged: np.ndarray, p: ModelParams) -> pd.DataFrame:
-    """SPEC section 4 by the letter: one explicit window per judged row, signal and period."""
+    """contract §4 by the letter: one explicit window per judged row, signal and period."""
     coins = frame["coin_id"].to_numpy(dtype=object)
     stamps = frame["timestamp"].to_numpy().astype("datetime64[ns]")
     k = p.deviation_limit

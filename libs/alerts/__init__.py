@@ -1,4 +1,4 @@
-"""Alerts (SPEC section 10): what a latest-mode message publishes to SNS after its flags are written.
+"""Alerts (contract §10): what a latest-mode message publishes to SNS after its flags are written.
 
 :func:`publish_alerts_for` is the one call the processor makes; the parts are
 pure (:mod:`libs.models.starts` finds the flags that start an episode,

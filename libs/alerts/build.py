@@ -1,4 +1,4 @@
-"""Alerts from episode starts (SPEC section 10): pure, frames in, values out, no I/O.
+"""Alerts from episode starts (contract §10): pure, frames in, values out, no I/O.
 
 One alert per (coin, signal, timestamp, direction) at which at least one
 requested window starts an episode. Its ``windows`` are those starting windows
@@ -60,7 +60,7 @@ class Alert:
     subject: str
 
     def body(self) -> dict[str, Any]:
-        """The message body of SPEC section 10, keys in its order."""
+        """The message body of contract §10, keys in its order."""
         return {
             "alert_id": self.alert_id,
             "coin_id": self.coin_id,
@@ -173,7 +173,7 @@ def select(table: pd.DataFrame, min_severity: float, max_per_message: int) -> tu
 
 
 def plan_alerts(starts: pd.DataFrame, request_id: str, min_severity: float, max_per_message: int) -> AlertPlan:
-    """The alerts a message publishes (SPEC section 10), from its episode starts."""
+    """The alerts a message publishes (contract §10), from its episode starts."""
     if starts.empty:
         return AlertPlan(alerts=(), starts=0, below_min_severity=0, withheld=0)
     table, windows = alert_table(starts)

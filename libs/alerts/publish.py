@@ -1,4 +1,4 @@
-"""Publishing alerts to SNS (SPEC section 10): ``PublishBatch`` calls of at most ten.
+"""Publishing alerts to SNS (contract §10): ``PublishBatch`` calls of at most ten.
 
 The only module that talks to SNS. boto3 is imported, and the client created,
 on the first publish of the container, so with ``ALERT_TOPIC_ARN`` empty the
@@ -88,7 +88,7 @@ _GROUP_ID = re.compile(r"[!-~]{1,128}")
 
 
 def message_group_id(coin_id: str) -> str:
-    """The coin's FIFO group: its id (SPEC section 10), or a digest of it where SNS would refuse the id.
+    """The coin's FIFO group: its id (contract §10), or a digest of it where SNS would refuse the id.
 
     A request may name coins of up to 256 characters of any kind; SNS would
     refuse such a group id on every delivery and send the message to the DLQ,

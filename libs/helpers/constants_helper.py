@@ -8,6 +8,7 @@ which stops the function before it takes a message.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -18,7 +19,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 from libs.errors import ConfigError
 
-#: The seven signals of SPEC section 2, in the order they are reported.
+#: The seven signals of contract §2, in the order they are reported.
 SIGNALS: tuple[str, ...] = (
     "latest_price",
     "market_cap_score",
@@ -30,6 +31,9 @@ SIGNALS: tuple[str, ...] = (
 )
 
 EMBEDDED_URI_SCHEME = "mongomock://"
+#: The embedded store (local runs and tests): a tool, named here and loaded by name, never shipped in the
+#: Lambda package, so ``mongomock://`` there stops the cold start instead of failing at the first message.
+EMBEDDED_STORE_MODULE = "libs.tools.embedded_store"
 EMBEDDED_DEFAULT_DATABASE = "risk"
 EMBEDDED_DEFAULT_COLLECTION = "coingecko_onchain_scores"
 
@@ -156,7 +160,7 @@ class Settings:
     socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", 60_000, whole(1))
     data_api_timeout_ms: int = setting("MONGODB_DATA_API_TIMEOUT_MS", 10_000, whole(1))
     data_api_page_size: int = setting("MONGODB_DATA_API_PAGE_SIZE", 5_000, whole(1, MAX_DATA_API_PAGE_SIZE))
-    #: SPEC section 10: empty (the default) turns alerts off; nothing for them is created or imported.
+    #: contract §10: empty (the default) turns alerts off; nothing for them is created or imported.
     alert_topic_arn: str = setting("ALERT_TOPIC_ARN", "", sns_topic_arn)
     #: Alerts below this severity are not published (a flat window broken always is); 0 publishes every start.
     alert_min_severity: float = setting("ALERT_MIN_SEVERITY", 1.5, non_negative_number)
@@ -177,7 +181,7 @@ class Settings:
 
     @property
     def alerts_enabled(self) -> bool:
-        """True when ``ALERT_TOPIC_ARN`` names a topic (SPEC section 10)."""
+        """True when ``ALERT_TOPIC_ARN`` names a topic (contract §10)."""
         return self.alert_topic_arn != ""
 
     @property
@@ -212,7 +216,7 @@ def check_connection_string(uri: str) -> None:
 
     Parsed as ``MongoClient`` parses it (syntax, hosts, options; no DNS lookup
     for ``mongodb+srv``), so that a malformed string stops the function at cold
-    start (SPEC section 7) instead of failing every message as a store error.
+    start (contract §7) instead of failing every message as a store error.
     The driver's reason is kept only when it repeats nothing of the string's
     credentials (its texts name options and hosts, never values, but a
     password pasted unescaped can be read as a host or a port).
@@ -230,6 +234,25 @@ def check_connection_string(uri: str) -> None:
         raise ConfigError(
             "MONGODB_URI", f"is not a valid MongoDB connection string ({type(exc).__name__}: {reason})"
         ) from None
+
+
+def check_embedded_store() -> None:
+    """Raise :class:`ConfigError` naming ``MONGODB_URI`` when ``mongomock://`` cannot be served here.
+
+    The embedded store and mongomock are local-run and test tools: the Lambda
+    package holds neither, so a deployed ``mongomock://`` stops the cold start.
+    """
+    for module in (EMBEDDED_STORE_MODULE, "mongomock"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is absent
+            found = False
+        if not found:
+            raise ConfigError(
+                "MONGODB_URI",
+                f"mongomock:// selects the embedded store, which is not installed here ({module} is missing):"
+                " it serves local runs and tests only; give a mongodb+srv:// connection string",
+            )
 
 
 def build_atlas_uri(host: str, user: str, password: str) -> str:
@@ -253,7 +276,9 @@ def _connection(env: Mapping[str, str]) -> str:
     if uri is not None:
         if "://" not in uri:
             raise ConfigError("MONGODB_URI", "must be a connection string such as mongodb+srv://… or mongomock://")
-        if not uri.startswith(EMBEDDED_URI_SCHEME):
+        if uri.startswith(EMBEDDED_URI_SCHEME):
+            check_embedded_store()
+        else:
             check_connection_string(uri)
         return uri
     host = _text(env, "MONGODB_RSKYCLUSTER_HOST")

@@ -11,7 +11,7 @@ message never carries a credential or the connection string; under a
 becomes :class:`~libs.errors.StoreTimeout` instead.
 
 Values the driver cannot decode into Python (a BSON date beyond year 9999, a
-string that is not valid UTF-8) must never fail a message (SPEC section 2):
+string that is not valid UTF-8) must never fail a message (contract §2):
 the scores collection is read with pymongo's own decoding options
 (:data:`READ_CODEC_OPTIONS`), which turn them into ``DatetimeMS`` and strings
 holding lone surrogates, and the loader treats those as missing or unusable.
@@ -19,6 +19,7 @@ holding lone surrogates, and the loader treats those as missing or unusable.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,15 +33,15 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from libs.errors import StoreUnavailable
-from libs.helpers.constants_helper import Settings, get_settings
+from libs.helpers.constants_helper import EMBEDDED_STORE_MODULE, Settings, get_settings
 from libs.helpers.store_budget import active_budget, driver_error, remaining_s, timeout_error
 from libs.models.history import History, documents_to_history, usable_coin_id
 from libs.request import RiskRequest
 
-#: The index every history query is served by (SPEC section 2).
+#: The index every history query is served by (contract §2).
 HISTORY_INDEX = [("coin_id", ASCENDING), ("timestamp", ASCENDING)]
 HISTORY_INDEX_NAME = "coin_id_1_timestamp_1"
-#: Operations per bulk_write call (SPEC section 5).
+#: Operations per bulk_write call (contract §5).
 WRITE_BATCH_SIZE = 1_000
 
 #: How the scores collection is decoded: as the client does (naive UTC datetimes), except that a date
@@ -62,9 +63,7 @@ def get_client(settings: Settings | None = None) -> Any:
     global _client
     settings = settings or get_settings()
     if settings.embedded:
-        from libs.helpers.embedded_store import embedded_client
-
-        return embedded_client()
+        return importlib.import_module(EMBEDDED_STORE_MODULE).embedded_client()
     if _client is None:
         try:  # a mongodb+srv URI is resolved here: an SRV lookup that fails is a store outage like any other
             _client = MongoClient(
@@ -207,7 +206,7 @@ def get_reader(settings: Settings | None = None) -> Reader:
 def load_history(request: RiskRequest, settings: Settings, reader: Reader | None = None) -> History:
     """Everything the request's windows need, as the model's frame: one query.
 
-    With alerts on, that includes what judging the previous steps needs (SPEC section 9).
+    With alerts on, that includes what judging the previous steps needs (contract §9).
 
     ``_id`` is kept only for rows the request can judge (the others are
     window context and are never written).
@@ -225,7 +224,7 @@ def _or_none(values: np.ndarray) -> list[Any]:
 def build_updates(
     frame: pd.DataFrame, judged_rows: np.ndarray, results: pd.DataFrame, evaluated_at: datetime
 ) -> list[UpdateOne]:
-    """One ``UpdateOne`` by ``_id`` per judged row, all its flags in one ``$set`` (SPEC section 5)."""
+    """One ``UpdateOne`` by ``_id`` per judged row, all its flags in one ``$set`` (contract §5)."""
     sets: dict[int, dict[str, Any]] = {int(row): {"anomalies.evaluated_at": evaluated_at} for row in judged_rows}
     for (signal, period), block in results.groupby(["signal", "period_days"], sort=False):
         field = f"anomalies.{signal}.{int(period)}d"

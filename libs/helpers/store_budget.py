@@ -1,4 +1,4 @@
-"""A time budget for the store operations of one message (SPEC section 6).
+"""A time budget for the store operations of one message (contract §6).
 
 Lambda stops an invocation at its deadline without an answer, and SQS then
 delivers the whole batch again. So every store operation of a message must end

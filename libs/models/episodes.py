@@ -1,4 +1,4 @@
-"""Severity, direction, steps, episodes and episode starts (SPEC section 9).
+"""Severity, direction, steps, episodes and episode starts (contract §9).
 
 Pure and vectorised, frames in and frames out, no I/O: the function uses it
 for alerts (which flags *start* an episode) and the report uses it for stored
@@ -16,12 +16,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: The two directions of a flag (SPEC section 9).
+#: The two directions of a flag (contract §9).
 SPIKE = "spike"
 DIP = "dip"
 DIRECTIONS = (SPIKE, DIP)
 
-#: Columns of the frame :func:`build_episodes` returns, in this order (SPEC section 11).
+#: Columns of the frame :func:`build_episodes` returns, in this order (contract §11).
 EPISODE_COLUMNS = (
     "coin_id",
     "signal",
@@ -42,7 +42,7 @@ _KEYS = ("coin_id", "signal", "period_days")
 def iso_utc_ms(times: pd.Series | np.ndarray) -> list[str]:
     """``2024-11-01T12:00:00.000Z`` for each naive-UTC time (truncated to the millisecond, as BSON stores it).
 
-    How alerts (SPEC section 10) and the report (section 11) both write times.
+    How alerts (contract §10) and the report (section 11) both write times.
     """
     stamps = np.asarray(times, dtype="datetime64[ns]").astype("datetime64[ms]")
     return np.char.add(np.datetime_as_string(stamps, unit="ms"), "Z").tolist()
@@ -58,7 +58,7 @@ def _flag_mask(is_anomaly: pd.Series) -> np.ndarray:
 
 
 def classify(entries: pd.DataFrame) -> pd.DataFrame:
-    """Direction, severity and flatness of every entry (SPEC section 9).
+    """Direction, severity and flatness of every entry (contract §9).
 
     ``entries`` holds float columns ``value, q1, q3, lower, upper`` and
     ``is_anomaly`` (True / False / NA). An entry is flagged when
@@ -127,7 +127,7 @@ def _timestamps_ns(series: pd.Series) -> np.ndarray:
 
 
 def build_episodes(entries: pd.DataFrame, lookback_hours: int) -> pd.DataFrame:
-    """The episodes of SPEC section 9 over stored entries, ranked as SPEC section 11 says.
+    """The episodes of contract §9 over stored entries, ranked as contract §11 says.
 
     ``entries`` has one row per (observation, signal, period) with columns
     ``coin_id, signal, period_days, timestamp`` (naive UTC datetimes) and the
@@ -238,7 +238,7 @@ def _episodes_of(
 
 
 def _ranked(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Sorted as SPEC section 11 says: severity descending, flat-window last, then the keys."""
+    """Sorted as contract §11 says: severity descending, flat-window last, then the keys."""
     ranking = episodes.assign(_negative_severity=-episodes["peak_severity"].fillna(0.0))
     ranking = ranking.sort_values(
         ["flat_window", "_negative_severity", "coin_id", "signal", "period_days", "start", "direction"],
@@ -248,7 +248,7 @@ def _ranked(episodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def episode_starts(flagged: pd.DataFrame, previous: pd.DataFrame, lookback_hours: int) -> np.ndarray:
-    """Which flags start an episode (SPEC section 9), as a bool array over ``flagged``'s rows.
+    """Which flags start an episode (contract §9), as a bool array over ``flagged``'s rows.
 
     ``flagged`` has ``coin_id, signal, period_days, timestamp, direction,
     previous_timestamp`` (the coin's nearest earlier timestamp with a value of

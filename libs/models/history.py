@@ -3,7 +3,7 @@
 The frame is what every read backend hands the model, so that the model sees
 identical data whichever way it was read. Classifying junk values happens here,
 once: a signal value is a number only if it is an int (not a bool), a float or
-a Decimal128 and is finite (SPEC section 2); anything else becomes NaN, which
+a Decimal128 and is finite (contract §2); anything else becomes NaN, which
 the model treats as missing.
 
 Values the driver could not decode into Python arrive as what pymongo's
@@ -65,7 +65,7 @@ class History:
 
 
 def as_number(value: Any) -> float:
-    """A signal value as a float, or NaN when SPEC section 2 calls it missing."""
+    """A signal value as a float, or NaN when contract §2 calls it missing."""
     if isinstance(value, bool):
         return math.nan
     if isinstance(value, float):
@@ -165,7 +165,7 @@ def decodable(text: str) -> bool:
 
 
 def usable_coin_id(value: Any) -> bool:
-    """A non-empty string that the driver could decode (SPEC section 2)."""
+    """A non-empty string that the driver could decode (contract §2)."""
     return isinstance(value, str) and value != "" and decodable(value)
 
 
@@ -200,7 +200,7 @@ _NOT_A_NUMBER_BITS = np.float64(_NOT_A_NUMBER).view(np.int64)
 
 
 def _signal_column(values: list[Any]) -> np.ndarray:
-    """Float64 values, NaN wherever SPEC section 2 calls the value missing.
+    """Float64 values, NaN wherever contract §2 calls the value missing.
 
     One C-level pass converts ``value.real``: floats and ints (the numbers)
     have it, and every other type pymongo decodes (None, str, dict, list,

@@ -1,4 +1,4 @@
-"""The anomaly model: Tukey fences over trailing time windows (SPEC section 4).
+"""The anomaly model: Tukey fences over trailing time windows (contract §4).
 
 Pure functions, frames in and frames out, no I/O. Latest mode and range mode
 share one code path: a mask says which rows are judged, and every judged row

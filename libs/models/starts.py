@@ -1,4 +1,4 @@
-"""Which of a message's flags start an episode, judged from the data (SPEC section 9).
+"""Which of a message's flags start an episode, judged from the data (contract §9).
 
 A flag of coin *c*, signal *s*, window *P* and direction *d* at time *t*
 starts an episode unless *c*'s previous step for *s* (the nearest earlier
@@ -84,7 +84,7 @@ def flagged_entries(results: pd.DataFrame, coin_ids: np.ndarray, stamps: np.ndar
 
     ``coin_ids`` and ``stamps`` are indexed by ``results["row"]`` (the judged
     frame's coin and timestamp columns). Only the rows the model marked are
-    classified (SPEC section 9), so a message without flags costs one pass.
+    classified (contract §9), so a message without flags costs one pass.
     """
     return _flagged(results, lambda rows: (coin_ids[rows], stamps[rows]))
 
@@ -118,7 +118,7 @@ def _flagged(results: pd.DataFrame, locate: Callable[[np.ndarray], tuple[np.ndar
 def starting_flags(
     frame: pd.DataFrame, params: ModelParams, results: pd.DataFrame, lookback_hours: int
 ) -> pd.DataFrame:
-    """The flagged entries of ``results`` that start an episode (SPEC section 9), with :data:`START_COLUMNS`.
+    """The flagged entries of ``results`` that start an episode (contract §9), with :data:`START_COLUMNS`.
 
     ``frame`` is the loader's history frame (sorted by ``coin_id``, then
     ``timestamp``) reaching back far enough to judge every previous step that

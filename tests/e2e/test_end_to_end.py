@@ -23,11 +23,11 @@ import handler
 from libs import processor
 from libs.helpers.constants_helper import SIGNALS
 from libs.helpers.mongodb_helper import DriverReader
-from libs.local.poller import Poller
-from libs.local.producer import send_bodies
-from libs.local.sqs_endpoint import peek_messages, queue_counts
 from libs.processor import process_message
-from libs.synthetic import synthetic_documents
+from libs.tools.local.poller import Poller
+from libs.tools.local.producer import send_bodies
+from libs.tools.local.sqs_endpoint import peek_messages, queue_counts
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.faults import HalfWriting, Unreachable
 from tests.fakes.reference import expected_written
 

@@ -14,12 +14,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from libs.local.demo import INVALID_BODIES
-from libs.local.poller import Poller
-from libs.local.producer import request_bodies, send_bodies
-from libs.local.redrive import redrive
-from libs.local.sqs_endpoint import peek_messages, queue_counts
-from libs.synthetic import synthetic_documents
+from libs.tools.local.demo import INVALID_BODIES
+from libs.tools.local.poller import Poller
+from libs.tools.local.producer import request_bodies, send_bodies
+from libs.tools.local.redrive import redrive
+from libs.tools.local.sqs_endpoint import peek_messages, queue_counts
+from libs.tools.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
 

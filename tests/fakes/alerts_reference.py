@@ -1,4 +1,4 @@
-"""A plain-Python reference of SPEC sections 9 and 10 in latest mode: documents in, alerts out.
+"""A plain-Python reference of contract §9 and §10 in latest mode: documents in, alerts out.
 
 Deliberately naive and independent of the code it checks: judged observations
 and their windows come straight from the documents (``tests/fakes/reference.py``),
@@ -102,7 +102,7 @@ def _starts(docs, own, coin, moment, signal, period, direction, lookback, k, min
 
 
 def reference_alerts(starts: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
-    """The alert bodies of SPEC section 10 for these starts, unfiltered, sorted by their keys."""
+    """The alert bodies of contract §10 for these starts, unfiltered, sorted by their keys."""
     groups: dict[tuple, dict[int, list[dict[str, Any]]]] = {}
     for start in starts:
         key = (start["coin_id"], start["signal"], start["timestamp"], start["direction"])
@@ -156,7 +156,7 @@ def reference_alerts(starts: list[dict[str, Any]], request_id: str) -> list[dict
 def reference_selection(
     alerts: list[dict[str, Any]], min_severity: float, max_per_message: int
 ) -> tuple[list[dict[str, Any]], int, int]:
-    """(published in order, below the threshold, withheld by the cap) as SPEC section 10 says."""
+    """(published in order, below the threshold, withheld by the cap) as contract §10 says."""
     passing = [
         a
         for a in alerts

@@ -1,4 +1,4 @@
-"""A plain-Python reference of SPEC sections 9 and 11 (direction, severity, episodes, starts).
+"""A plain-Python reference of contract §9 and §11 (direction, severity, episodes, starts).
 
 Deliberately naive: one entry at a time, dicts and lists, Python's ``sorted``;
 it shares nothing with the vectorised :mod:`libs.models.episodes` it checks.
@@ -56,7 +56,7 @@ def _beyond(entry: dict[str, Any]) -> float:
 
 
 def reference_episodes(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
-    """Episodes as SPEC sections 9 and 11 define them, ranked; one dict per episode."""
+    """Episodes as contract §9 and §11 define them, ranked; one dict per episode."""
     lookback = timedelta(hours=lookback_hours)
     by_key: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
     for position, entry in enumerate(entries):
@@ -128,7 +128,7 @@ def _episode(key: tuple, direction: str, members: list[tuple[int, dict[str, Any]
 def reference_starts(
     flagged: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]], lookback_hours: int
 ) -> list[bool]:
-    """SPEC section 9 "starts an episode", one bool per flagged dict, from plain set membership."""
+    """contract §9 "starts an episode", one bool per flagged dict, from plain set membership."""
     known = {(p["coin_id"], p["signal"], int(p["period_days"]), p["timestamp"], p["direction"]) for p in previous}
     lookback = timedelta(hours=lookback_hours)
     answers = []
@@ -149,7 +149,7 @@ def reference_stored_entries(
     since: datetime | None = None,
     as_of: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """SPEC section 5's stored entries walked document by document, as entry dicts for the functions above.
+    """contract §5's stored entries walked document by document, as entry dicts for the functions above.
 
     Only documents with a non-empty string ``coin_id`` and a date ``timestamp``
     (in ``[since, as_of]`` when given) count; an entry is a sub-document under
@@ -195,12 +195,12 @@ def reference_stored_entries(
 
 
 def iso_ms(moment: datetime) -> str:
-    """SPEC section 10's time format, by strftime."""
+    """contract §10's time format, by strftime."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def reference_json(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
-    """SPEC section 11's episodes.json of the reference's episodes."""
+    """contract §11's episodes.json of the reference's episodes."""
     return [
         {
             **episode,

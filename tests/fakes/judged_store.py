@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from libs.helpers.mongodb_helper import ensure_indexes
-from libs.local.lambda_context import LocalContext
-from libs.synthetic import synthetic_documents
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import sqs_event
 
 END = datetime(2024, 11, 1)

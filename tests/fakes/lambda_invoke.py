@@ -26,7 +26,7 @@ MARKER = "=== lambda_invoke"
 def main(path: str) -> int:
     invocations = json.loads(Path(path).read_text())
     import handler
-    from libs.local.lambda_context import LocalContext
+    from libs.tools.local.lambda_context import LocalContext
 
     for number, invocation in enumerate(invocations):
         os.environ["_X_AMZN_TRACE_ID"] = invocation["trace_header"]

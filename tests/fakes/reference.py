@@ -16,7 +16,7 @@ from bson.decimal128 import Decimal128
 
 
 def usable_number(value: Any) -> float | None:
-    """The value as a float when SPEC section 2 calls it a number, else None."""
+    """The value as a float when contract §2 calls it a number, else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, Decimal128):
@@ -43,7 +43,7 @@ def expected_entry(
     k: float,
     min_observations: int,
 ) -> dict[str, Any]:
-    """What SPEC section 5 says is written at ``anomalies.<signal>.<P>d`` for this observation."""
+    """What contract §5 says is written at ``anomalies.<signal>.<P>d`` for this observation."""
     start = timestamp - timedelta(days=period_days)
     window = [
         number

@@ -44,7 +44,7 @@ QUEUE_CONTRACT_KEYS = {
     "requestQueueName",
     "deadLetterQueueName",
 }
-#: SPEC section 7, written out here rather than read from the code under test.
+#: contract §7, written out here rather than read from the code under test.
 SPEC_VARIABLES = {
     "MONGODB_URI",
     "MONGODB_RSKYCLUSTER_HOST",
@@ -95,7 +95,7 @@ AWS_METRICS = {
     ),
     "AWS/Lambda": ("FunctionName", {"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"}),
 }
-#: The alerts' metrics (SPEC section 10), `service` dimension: every processed message emits them (0 with alerts off).
+#: The alerts' metrics (contract §10), `service` dimension: every processed message emits them (0 with alerts off).
 ALERT_METRICS = {"AlertsPublished", "AlertsWithheld"}
 
 
@@ -310,7 +310,7 @@ def test_function_runs_in_the_vpc_given_by_params(function, ci_params):
 
 def test_every_configuration_variable_is_wired_from_a_param(function, ci_params):
     variables = function["Environment"]["Variables"]
-    # every variable of SPEC section 7, and every one the configuration module reads
+    # every variable of contract §7, and every one the configuration module reads
     read_by_code = set(
         re.findall(
             r'"((?:MONGODB|ANOMALY|QUANTILE|POWERTOOLS|ALERT)_[A-Z0-9_]+)"',
@@ -382,7 +382,7 @@ def test_wildcard_resources_are_only_where_aws_allows_nothing_narrower(resources
             assert "log-group:/aws/lambda/crypto-risk-anomaly-dev" in resource["Fn::Sub"]
 
 
-# --- alerts (SPEC section 10): the topic's grant, the route out of the VPC -------------------------
+# --- alerts (contract §10): the topic's grant, the route out of the VPC -------------------------
 
 
 def _sns_statements(resources: dict[str, Any]) -> list[dict[str, Any]]:
@@ -476,11 +476,11 @@ def emitted() -> tuple[str, set[tuple[str, frozenset]]]:
     import handler
     from libs.errors import NotAnSqsEvent
     from libs.helpers import constants_helper
-    from libs.helpers.embedded_store import reset_embedded_store
     from libs.helpers.mongodb_helper import get_collection
-    from libs.local.lambda_context import LocalContext
     from libs.observability import logs_to
-    from libs.synthetic import synthetic_documents
+    from libs.tools.embedded_store import reset_embedded_store
+    from libs.tools.local.lambda_context import LocalContext
+    from libs.tools.synthetic import synthetic_documents
 
     end = datetime(2024, 11, 1)
     reset_embedded_store()

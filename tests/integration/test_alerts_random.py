@@ -1,4 +1,4 @@
-"""Random histories through the whole message path with alerts on, against the plain reference (SPEC 9, 10).
+"""Random histories through the whole message path with alerts on, against the plain reference (contract §9, §10).
 
 The unit tests judge starts on a frame of every document; here the message's
 own history query decides what is loaded, so a previous step lying exactly
@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from libs.alerts import publish
 from libs.helpers import constants_helper
 from libs.helpers.constants_helper import load_settings
-from libs.helpers.embedded_store import reset_embedded_store
 from libs.helpers.mongodb_helper import get_collection
 from libs.processor import process_message
+from libs.tools.embedded_store import reset_embedded_store
 from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
 from tests.fakes.examples import examples
 from tests.fakes.series import T0, histories

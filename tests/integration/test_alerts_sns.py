@@ -1,4 +1,4 @@
-"""Alerts over a real SNS API (moto's server on loopback) into SQS subscriptions (SPEC section 10).
+"""Alerts over a real SNS API (moto's server on loopback) into SQS subscriptions (contract §10).
 
 The function's SNS client is pointed at the server only through
 ``AWS_ENDPOINT_URL_SNS``, as a deployed function would take a VPC endpoint.
@@ -19,9 +19,9 @@ from libs.alerts.publish import reset_sns_client
 from libs.errors import AlertPublishFailed
 from libs.helpers import constants_helper
 from libs.helpers.constants_helper import SIGNALS, load_settings
-from libs.local.sqs_endpoint import FAKE_CREDENTIALS
 from libs.processor import process_message
-from libs.synthetic import synthetic_documents
+from libs.tools.local.sqs_endpoint import FAKE_CREDENTIALS
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
 
 END = datetime(2024, 11, 1)
@@ -297,7 +297,7 @@ def test_a_publish_failure_fails_the_message_and_its_redelivery_publishes_everyt
     store, sns, sqs, queues, monkeypatch, json_logs
 ):
     # given: alerts configured for a topic that does not exist yet, and a request on the queue
-    from libs.local.poller import Poller
+    from libs.tools.local.poller import Poller
 
     documents = seeded(store, coins=4)
     topic_arn = "arn:aws:sns:us-east-1:123456789012:risk-alerts"

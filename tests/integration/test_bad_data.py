@@ -1,6 +1,6 @@
-"""Junk in the scores collection (SPEC section 2): the run succeeds, junk is counted, flags match numpy.
+"""Junk in the scores collection (contract §2): the run succeeds, junk is counted, flags match numpy.
 
-The store is seeded with every kind of junk SPEC section 2 names (absent,
+The store is seeded with every kind of junk contract §2 names (absent,
 null, NaN, ±inf, booleans, strings and other non-numbers as signal values;
 documents without a usable ``coin_id`` or ``timestamp``; duplicate
 timestamps; timestamps stored as strings) next to usable values of every
@@ -29,7 +29,7 @@ from bson.decimal128 import Decimal128
 
 import handler
 from libs.helpers import mongodb_helper
-from libs.local.lambda_context import LocalContext
+from libs.tools.local.lambda_context import LocalContext
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import sqs_event
 
@@ -48,7 +48,7 @@ K = 1.5
 MIN_OBSERVATIONS = 4
 ABSENT = object()
 
-#: Signal values SPEC section 2 calls missing: every one must take no part in any statistic.
+#: Signal values contract §2 calls missing: every one must take no part in any statistic.
 JUNK_VALUES: list[Any] = [
     ABSENT,
     None,
@@ -81,7 +81,7 @@ JUNK_VALUES: list[Any] = [
 
 
 def _usable_value(rng: np.random.Generator, scale: float) -> Any:
-    """A number of one of the types SPEC section 2 accepts: float, int, Int64, Decimal128."""
+    """A number of one of the types contract §2 accepts: float, int, Int64, Decimal128."""
     value = scale * rng.lognormal(0, 0.2)
     kind = rng.integers(6)
     if kind == 0:
@@ -150,7 +150,7 @@ def usable(doc: dict[str, Any]) -> bool:
 
 
 def expected_judged(documents: list[dict[str, Any]], as_of: datetime, since: datetime | None) -> set[Any]:
-    """The _ids SPEC section 3 says are judged, computed straight from the documents."""
+    """The _ids contract §3 says are judged, computed straight from the documents."""
     candidates = [d for d in documents if usable(d) and d["timestamp"] <= as_of]
     if since is not None:
         return {d["_id"] for d in candidates if d["timestamp"] >= since}
@@ -242,7 +242,7 @@ def test_documents_with_strings_for_timestamps_are_left_untouched(junk_store):
 
 
 class JunkAddingReader:
-    """A read backend that returns what the query matches plus documents it should not have (SPEC: skip and count)."""
+    """A read backend that returns what the query matches plus documents it should not have (contract §2: skip and count)."""
 
     JUNK = [
         {"timestamp": END},

@@ -6,7 +6,7 @@ import pytest
 
 from libs.batch import check_sqs_event, process_sqs_batch
 from libs.errors import InvalidRequest, NotAnSqsEvent
-from libs.local.lambda_context import LocalContext
+from libs.tools.local.lambda_context import LocalContext
 from tests.fakes.sqs import failed_ids, sqs_event, sqs_record
 
 

@@ -12,10 +12,10 @@ import pytest
 from matplotlib.image import imread
 
 from libs.cli import main
-from libs.local.demo import INVALID_BODIES
-from libs.local.plot import written_flag
-from libs.local.sqs_endpoint import peek_messages
-from libs.synthetic import synthetic_documents
+from libs.tools.local.demo import INVALID_BODIES
+from libs.tools.local.sqs_endpoint import peek_messages
+from libs.tools.plot import written_flag
+from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
 
 END = datetime(2024, 11, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,7 +79,7 @@ def test_with_alerts_off_a_flagged_message_imports_nothing_for_alerts():
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # then nothing of the alerts (SPEC section 10) was loaded: no SNS client, no boto3, not even our modules
+    # then nothing of the alerts (contract §10) was loaded: no SNS client, no boto3, not even our modules
     assert result["anomalies"] > 0
     loaded = [m for m in result["modules"] if m.startswith(("libs.alerts", "libs.models.starts", "boto3"))]
     assert loaded == []
@@ -89,3 +90,25 @@ def test_with_alerts_on_boto3_waits_for_the_first_alert():
         {"MONGODB_URI": "mongomock://", "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts"}
     )
     assert "boto3" not in imported
+
+
+def test_without_the_embedded_store_mongomock_stops_the_cold_start_naming_the_variable(tmp_path):
+    # given the service as the package ships it: handler.py and libs/ without the tools
+    shutil.copy(REPO / "handler.py", tmp_path / "handler.py")
+    shutil.copytree(REPO / "libs", tmp_path / "libs", ignore=shutil.ignore_patterns("tools", "cli.py", "__pycache__"))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "AWS_", "ALERT_", "LAMBDA_"))}
+
+    # when a fresh interpreter imports the handler with MONGODB_URI=mongomock://
+    done = subprocess.run(
+        [sys.executable, "-c", "import handler"],
+        cwd=tmp_path,
+        env={**clean, "MONGODB_URI": "mongomock://", "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # then the cold start stops with a configuration error naming the variable and what is missing
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "ConfigError" in last and "MONGODB_URI" in last and "libs.tools.embedded_store is missing" in last

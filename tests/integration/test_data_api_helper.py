@@ -1,4 +1,4 @@
-"""The Data API read backend over real HTTP on 127.0.0.1 (libs/local/data_api_server.py).
+"""The Data API read backend over real HTTP on 127.0.0.1 (libs/tools/loopback/data_api_server.py).
 
 The server answers ``find`` from the very collection the handler writes, so
 the same data can be read through the driver and through the Data API and the
@@ -32,9 +32,9 @@ from libs.helpers import constants_helper
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.data_api_helper import DataApiReader, reset_data_api_reader
 from libs.helpers.mongodb_helper import DriverReader, get_reader
-from libs.local.data_api_server import DataApiServer
 from libs.models.history import documents_to_history
-from libs.synthetic import synthetic_documents
+from libs.tools.loopback.data_api_server import DataApiServer
+from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
 from tests.fakes.sqs import failed_ids, sqs_event
 

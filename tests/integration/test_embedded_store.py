@@ -8,8 +8,8 @@ import mongomock
 from mongomock.collection import BulkOperationBuilder
 from pymongo import UpdateOne
 
-from libs.helpers import embedded_store
-from libs.helpers.embedded_store import embedded_client
+from libs.tools import embedded_store
+from libs.tools.embedded_store import embedded_client
 
 
 def test_one_client_per_process(store):
@@ -22,7 +22,7 @@ def test_the_sort_shim_is_still_needed():
     original = getattr(BulkOperationBuilder.add_update, "_original", BulkOperationBuilder.add_update)
     assert "sort" not in inspect.signature(original).parameters, (
         "mongomock now accepts sort= in bulk updates: remove _accept_sort_in_bulk_updates from "
-        "libs/helpers/embedded_store.py"
+        "libs/tools/embedded_store.py"
     )
     assert "sort" in inspect.signature(UpdateOne._add_to_bulk).parameters or "sort" in inspect.getsource(
         UpdateOne._add_to_bulk

@@ -1,7 +1,7 @@
 """Faults: the database unreachable, a write failing part-way, the time budget running out, the model crashing.
 
-Each test breaks one thing under a batch and checks the contract of SPEC
-section 6: exactly the messages not fully processed are listed (so SQS
+Each test breaks one thing under a batch and checks contract
+§6: exactly the messages not fully processed are listed (so SQS
 delivers them again and finally dead-letters them), the others are
 unaffected, nothing is half-written, and a rerun converges on the same flags.
 """
@@ -20,9 +20,9 @@ from pymongo.synchronous import srv_resolver
 
 import handler
 from libs.helpers import constants_helper, mongodb_helper
-from libs.local.lambda_context import LocalContext
 from libs.models import model
-from libs.synthetic import synthetic_documents
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.network import closed_port
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import failed_ids, sqs_event

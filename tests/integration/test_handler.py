@@ -1,4 +1,4 @@
-"""The Lambda entry point end to end on the embedded store (SPEC sections 5 and 6)."""
+"""The Lambda entry point end to end on the embedded store (contract §5 and §6)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pymongo.errors import AutoReconnect
 import handler
 from libs.errors import NotAnSqsEvent
 from libs.helpers import mongodb_helper
-from libs.local.lambda_context import LocalContext
-from libs.synthetic import synthetic_documents
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import failed_ids, sqs_event

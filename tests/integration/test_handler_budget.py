@@ -1,4 +1,4 @@
-"""The handler answers before the deadline when the store is slow (SPEC section 6), over a real socket.
+"""The handler answers before the deadline when the store is slow (contract §6), over a real socket.
 
 ``libs/batch.py`` runs each message under ``store_budget(time left - STORE_RESERVE_S)``;
 here a loopback wire endpoint holds ``find`` back for a minute while the
@@ -14,9 +14,9 @@ import pytest
 
 import handler
 from libs.helpers import constants_helper, mongodb_helper
-from libs.local.lambda_context import LocalContext
-from libs.local.wire_mongo import WireMongoServer
-from libs.synthetic import synthetic_documents
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.loopback.wire_mongo import WireMongoServer
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import failed_ids, sqs_event
 
 END = datetime(2024, 11, 1)

@@ -4,7 +4,7 @@ The Lambda runs tests invoke the handler in a process of their own
 (``tests/fakes/lambda_invoke.py``) with the variables the Lambda runtime sets,
 so the X-Ray SDK builds its facade segment and streams subsegments to a UDP
 socket on 127.0.0.1 (``tests/fakes/xray_daemon.py``). MongoDB is reached over
-its real wire protocol on loopback (``libs/local/wire_mongo.py``, answering
+its real wire protocol on loopback (``libs/tools/loopback/wire_mongo.py``, answering
 from mongomock), so pymongo's command monitoring, which aws-xray-sdk's
 pymongo patch listens to, fires on real commands. Expected values come from
 what the server received and what ended up in the store, not from the code
@@ -26,10 +26,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from libs.helpers.embedded_store import embedded_client, reset_embedded_store
-from libs.local.lambda_context import LocalContext
-from libs.local.wire_mongo import ReceivedCommand, WireMongoServer
-from libs.synthetic import synthetic_documents
+from libs.tools.embedded_store import embedded_client, reset_embedded_store
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.loopback.wire_mongo import ReceivedCommand, WireMongoServer
+from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
 from tests.fakes.lambda_invoke import split_output
 from tests.fakes.sqs import sqs_record

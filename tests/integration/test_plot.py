@@ -9,8 +9,8 @@ import pytest
 from matplotlib.image import imread
 
 import handler
-from libs.local.plot import DPI, FIGURE_INCHES, plot_signal, written_flag
-from libs.synthetic import synthetic_documents
+from libs.tools.plot import DPI, FIGURE_INCHES, plot_signal, written_flag
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import sqs_event
 
 END = datetime(2024, 11, 1)

@@ -9,9 +9,9 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from libs.batch import check_sqs_event
-from libs.local.poller import Poller, failed_message_ids
-from libs.local.queue_settings import load_queue_settings
-from libs.local.sqs_endpoint import create_queues, queue_counts
+from libs.tools.local.poller import Poller, failed_message_ids
+from libs.tools.local.queue_settings import load_queue_settings
+from libs.tools.local.sqs_endpoint import create_queues, queue_counts
 from tests.fakes.sqs import sqs_record
 
 

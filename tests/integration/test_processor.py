@@ -10,7 +10,7 @@ import pytest
 
 from libs.errors import InvalidRequest
 from libs.processor import process_message, utc_now
-from libs.synthetic import synthetic_documents
+from libs.tools.synthetic import synthetic_documents
 
 END = datetime(2024, 11, 1)
 

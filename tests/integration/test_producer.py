@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from libs.local.producer import SQS_MAX_BATCH_BYTES, request_bodies, send_bodies, split_coins
-from libs.local.sqs_endpoint import peek_messages
+from libs.tools.local.producer import SQS_MAX_BATCH_BYTES, request_bodies, send_bodies, split_coins
+from libs.tools.local.sqs_endpoint import peek_messages
 
 
 class FailingOnce:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from libs.cli import main
-from libs.local.demo import INVALID_BODIES
-from libs.local.redrive import PREVIEW_CHARACTERS, RedriveError, dead_letter_queue_url, redrive
-from libs.local.sqs_endpoint import Queues, queue_counts
+from libs.tools.local.demo import INVALID_BODIES
+from libs.tools.local.redrive import PREVIEW_CHARACTERS, RedriveError, dead_letter_queue_url, redrive
+from libs.tools.local.sqs_endpoint import Queues, queue_counts
 
 ATTRIBUTES = {
     "origin": {"DataType": "String", "StringValue": "risk-scheduler"},

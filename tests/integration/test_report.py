@@ -19,9 +19,9 @@ from libs.cli import main
 from libs.helpers import constants_helper, mongodb_helper
 from libs.helpers.constants_helper import SIGNALS
 from libs.helpers.mongodb_helper import DriverReader
-from libs.local.plot import DPI, FIGURE_INCHES
-from libs.report.build import write_report
-from libs.report.scope import report_scope
+from libs.tools.plot import DPI, FIGURE_INCHES
+from libs.tools.report.build import write_report
+from libs.tools.report.scope import report_scope
 from tests.fakes.episodes_reference import assert_same_json, reference_json, reference_stored_entries
 from tests.fakes.judged_store import FLAT_COIN, judged_store
 from tests.fakes.network import closed_port
@@ -214,7 +214,7 @@ def test_on_a_real_server_the_entries_query_is_served_by_the_index():
     from pymongo import MongoClient
 
     from libs.helpers.mongodb_helper import ensure_indexes
-    from libs.report.entries import entries_query
+    from libs.tools.report.entries import entries_query
 
     client = MongoClient(os.environ["MONGODB_TEST_URI"], serverSelectionTimeoutMS=5000)
     collection = client["crypto_risk_anomaly_test"]["report_scores"]

@@ -156,7 +156,7 @@ def test_no_secret_appears_when_the_configuration_is_refused_at_cold_start():
     ids=["unescaped-password", "bad-port", "srv-with-port"],
 )
 def test_a_malformed_connection_string_stops_the_function_at_cold_start_naming_it_without_secrets(uri):
-    # given a MONGODB_URI that the driver cannot parse, holding the credentials (SPEC section 7: a
+    # given a MONGODB_URI that the driver cannot parse, holding the credentials (contract §7: a
     # malformed required value stops the function at cold start, naming the variable)
     env = _environment(MONGODB_URI=uri)
 

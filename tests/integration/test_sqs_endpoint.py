@@ -7,7 +7,7 @@ import logging
 import socket
 from urllib.parse import urlparse
 
-from libs.local.sqs_endpoint import (
+from libs.tools.local.sqs_endpoint import (
     create_queues,
     peek_messages,
     queue_counts,

@@ -1,4 +1,4 @@
-"""A slow store fails the message within its time budget (SPEC section 6), over real sockets.
+"""A slow store fails the message within its time budget (contract §6), over real sockets.
 
 The stores here answer late on purpose: the loopback wire-protocol endpoint
 holds ``find`` or ``update`` back for a minute, the loopback Data API endpoint
@@ -26,10 +26,10 @@ from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.data_api_helper import DataApiReader
 from libs.helpers.mongodb_helper import get_collection, load_history, write_updates
 from libs.helpers.store_budget import active_budget, remaining_s, store_budget
-from libs.local.data_api_server import DataApiServer
-from libs.local.wire_mongo import WireMongoServer
 from libs.request import parse_request
-from libs.synthetic import synthetic_documents
+from libs.tools.loopback.data_api_server import DataApiServer
+from libs.tools.loopback.wire_mongo import WireMongoServer
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.network import closed_port
 
 END = datetime(2024, 11, 1)

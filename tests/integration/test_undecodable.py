@@ -1,7 +1,7 @@
-"""Values the driver cannot decode never fail a message (SPEC section 2), over a real socket.
+"""Values the driver cannot decode never fail a message (contract §2), over a real socket.
 
 A real ``MongoClient`` reads from the loopback wire-protocol endpoint
-(``libs/local/wire_mongo.py``), which serves some documents as pre-encoded
+(``libs/tools/loopback/wire_mongo.py``), which serves some documents as pre-encoded
 BSON holding what pymongo cannot decode with its defaults: a date beyond year
 9999 and strings that are not valid UTF-8. With the defaults the first such
 document makes pymongo raise ``InvalidBSON`` while the cursor is read (the
@@ -30,10 +30,10 @@ import handler
 from libs.helpers import constants_helper, mongodb_helper
 from libs.helpers.constants_helper import SIGNALS
 from libs.helpers.mongodb_helper import distinct_coin_ids, get_collection, load_history
-from libs.local.lambda_context import LocalContext
-from libs.local.wire_mongo import WireMongoServer
 from libs.request import parse_request
-from libs.synthetic import synthetic_documents
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.loopback.wire_mongo import WireMongoServer
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.reference import expected_entry, usable_number
 from tests.fakes.sqs import sqs_event
 

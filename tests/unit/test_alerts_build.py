@@ -1,4 +1,4 @@
-"""Alerts from episode starts (SPEC section 10): bodies, ranking, threshold and cap, Subject, attributes.
+"""Alerts from episode starts (contract §10): bodies, ranking, threshold and cap, Subject, attributes.
 
 Expectations come from the plain reference of ``tests/fakes/alerts_reference.py``
 (documents in, alert bodies out) or are written down by hand.

@@ -1,4 +1,4 @@
-"""Publishing alerts (SPEC section 10) against a recording fake of boto3's SNS client.
+"""Publishing alerts (contract §10) against a recording fake of boto3's SNS client.
 
 The fake answers as SNS's ``PublishBatch`` does (``Successful`` / ``Failed``
 by entry Id, or a ``ClientError`` for the whole call); the same paths over a

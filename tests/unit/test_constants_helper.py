@@ -1,4 +1,4 @@
-"""Configuration: the environment into one validated, typed Settings object (SPEC section 7).
+"""Configuration: the environment into one validated, typed Settings object (contract §7).
 
 Environments are plain dicts passed to ``load_settings``; only the
 ``get_settings`` tests touch ``os.environ`` (through monkeypatch).
@@ -68,7 +68,7 @@ def test_embedded_store_defaults():
     # when the settings are loaded
     settings = load_settings(EMBEDDED)
 
-    # then every value has the default of SPEC sections 3 and 7
+    # then every value has the default of contract §3 and §7
     assert settings.mongodb_uri == "mongomock://"
     assert settings.embedded is True
     assert settings.database == "risk"

@@ -1,4 +1,4 @@
-"""The fast Decimal128 decoder equals bson's ``float(to_decimal())`` for every bit pattern (SPEC section 2)."""
+"""The fast Decimal128 decoder equals bson's ``float(to_decimal())`` for every bit pattern (contract §2)."""
 
 from __future__ import annotations
 

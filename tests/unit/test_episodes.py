@@ -1,4 +1,4 @@
-"""Unit tests of severity, direction, episodes and episode starts (SPEC sections 9 and 11).
+"""Unit tests of severity, direction, episodes and episode starts (contract §9 and §11).
 
 Every expectation comes from the plain-Python reference in
 ``tests/fakes/episodes_reference.py`` (or is written down by hand), never from
@@ -45,7 +45,7 @@ def entry(
     period: int = 7,
     insufficient: bool = False,
 ) -> dict[str, Any]:
-    """One stored entry judged by the rule of SPEC section 4 with k = 1.5."""
+    """One stored entry judged by the rule of contract §4 with k = 1.5."""
     if insufficient:
         return {
             "coin_id": coin,
@@ -252,7 +252,7 @@ def test_a_razor_thin_window_is_not_flat_even_when_its_severity_overflows_a_floa
     assert thin["q3"] - thin["q1"] > 0 and thin["is_anomaly"] is True
     # when
     got = episodes_of([mild, thin])
-    # then: the window was not flat (SPEC 9: flat means iqr == 0), so the episode has a severity, ranked first
+    # then: the window was not flat (contract §9: flat means iqr == 0), so the episode has a severity, ranked first
     assert [e["coin_id"] for e in got] == ["coin-a", "coin-z"]
     assert got[0]["flat_window"] is False
     assert got[0]["peak_severity"] == sys.float_info.max  # more IQRs than a float holds: the largest float

@@ -1,7 +1,7 @@
-"""Unit tests of the document -> history frame conversion (SPEC section 2).
+"""Unit tests of the document -> history frame conversion (contract §2).
 
 Expected values are written down independently: each generated signal value
-carries the float it must become (or NaN when SPEC section 2 calls it missing),
+carries the float it must become (or NaN when contract §2 calls it missing),
 and the expected frame order comes from Python's stable ``sorted``.
 """
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from libs.errors import ConfigError
-from libs.local.queue_settings import CloudFormationTag, load_queue_settings, read_serverless
+from libs.tools.local.queue_settings import CloudFormationTag, load_queue_settings, read_serverless
 
 QUEUE_BLOCK = """
 custom:

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
-from libs.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
-from libs.report.page import PageView, Plot, format_duration, format_value, render_page
-from libs.report.scope import ReportArgumentError, report_scope
-from libs.report.shaping import episodes_json, report_counts
+from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
+from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page
+from libs.tools.report.scope import ReportArgumentError, report_scope
+from libs.tools.report.shaping import episodes_json, report_counts
 from tests.fakes.episodes_reference import (
     assert_same_json,
     direction_of,
@@ -44,7 +44,7 @@ LOOKBACK = 24
 
 
 def stored_entry(value: float, q1: float | None, q3: float | None, k: float = K) -> dict[str, Any]:
-    """An entry as SPEC section 5 writes it, judged by the rule of section 4 (None quartiles: insufficient)."""
+    """An entry as contract §5 writes it, judged by the rule of section 4 (None quartiles: insufficient)."""
     if q1 is None or q3 is None:
         return {
             "is_anomaly": None,
@@ -90,7 +90,7 @@ def plain_rows(entries: list[dict[str, Any]]) -> list[tuple]:
 
 
 def expected_json(entries: list[dict[str, Any]], lookback: int = LOOKBACK) -> list[dict[str, Any]]:
-    """SPEC section 11's JSON of the reference's episodes."""
+    """contract §11's JSON of the reference's episodes."""
     return reference_json(entries, lookback)
 
 

@@ -1,4 +1,4 @@
-"""Request validation: one SQS message body into an immutable RiskRequest (SPEC section 3).
+"""Request validation: one SQS message body into an immutable RiskRequest (contract §3).
 
 Pure unit tests: no store, no queue. Every rejection must name the key at
 fault, both in ``exc.key`` and in the message a log line carries.
@@ -19,7 +19,7 @@ from libs.request import RiskRequest, parse_request
 
 MESSAGE_ID = "2e1424d4-f796-459a-8184-9c92662be6da"
 
-#: The seven signals of SPEC section 2, written out here (not imported) so the test is independent.
+#: The seven signals of contract §2, written out here (not imported) so the test is independent.
 ALL_SIGNALS = (
     "latest_price",
     "market_cap_score",
@@ -55,7 +55,7 @@ def test_empty_object_takes_every_default(settings, now):
     # when it is parsed
     request = parse({}, settings, now)
 
-    # then every key takes the default of SPEC section 3
+    # then every key takes the default of contract §3
     assert request.coin_ids is None  # every coin
     assert request.signals == ALL_SIGNALS
     assert request.periods_days == (3, 7, 30)
@@ -225,7 +225,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "key"), [row[1:] for row in BAD_BODIES], ids=[row[0] for row in BAD_BODIES])
 def test_bad_bodies_are_rejected_naming_the_key(body, key, settings, now):
-    # given a body that breaks the contract of SPEC section 3
+    # given a body that breaks the contract of contract §3
     # when it is parsed
     # then it is rejected, and the rejection names the key at fault
     rejection(body, key, settings, now)
@@ -238,7 +238,7 @@ def test_the_table_is_large_enough_and_covers_every_key():
 
 
 WRONG_TYPES = {
-    # For each key, JSON values of every type it must not take (SPEC: no coercion).
+    # For each key, JSON values of every type it must not take (contract §3: no coercion).
     "coin_ids": ["bitcoin", 1, 1.5, True, None, {"$ne": None}],
     "signals": ["volume", 1, 1.5, True, None, {"$in": ["volume"]}],
     "periods": ["3", 3, 3.0, True, None, {"$gt": 0}],
@@ -333,7 +333,7 @@ def test_signals_are_returned_in_canonical_order_once_each(settings, now):
     # when parsed
     request = parse(body, settings, now)
 
-    # then they are deduplicated and in the order of SPEC section 2
+    # then they are deduplicated and in the order of contract §2
     assert request.signals == ("latest_price", "volume", "volatility_index")
 
 
@@ -571,7 +571,7 @@ def test_with_previous_steps_latest_mode_history_reaches_back_one_more_lookback(
     latest = parse({"as_of": "2024-10-31T12:00:00Z"}, settings, now)
     backfill = parse({"since": "2024-10-20", "as_of": "2024-10-31"}, settings, now)
 
-    # when their history start is asked with the previous steps of SPEC section 9 (alerts on)
+    # when their history start is asked with the previous steps of contract §9 (alerts on)
     latest_history = latest.history_start(24, previous_steps=True)
     backfill_history = backfill.history_start(24, previous_steps=True)
 

@@ -1,4 +1,4 @@
-"""Request validation under attack: property-based tests of ``parse_request`` (SPEC section 3).
+"""Request validation under attack: property-based tests of ``parse_request`` (contract §3).
 
 Three families of bodies are thrown at the validator: arbitrary JSON values,
 arbitrary bytes and text, and near misses (a valid request with exactly one
@@ -7,7 +7,7 @@ thing wrong with it). Whatever comes in, the answer is a ``RiskRequest`` or an
 escapes and no rejection message is long enough to flood a log line.
 
 Valid bodies are drawn together with what they mean (an independent oracle
-written from the SPEC), so an accepted request is checked field by field and a
+written from the contract), so an accepted request is checked field by field and a
 near miss is checked for the exact key it must be rejected for. The hand-written
 table of bad bodies lives in ``tests/unit/test_request.py``; this module adds only
 the rows it lacks (the 256 KB body, injection as a whole value, naive against
@@ -33,13 +33,13 @@ import handler
 from libs.errors import InvalidRequest
 from libs.helpers import constants_helper
 from libs.helpers.constants_helper import load_settings
-from libs.helpers.embedded_store import reset_embedded_store
 from libs.helpers.mongodb_helper import get_collection
-from libs.local.lambda_context import LocalContext
 from libs.observability import logger
 from libs.processor import utc_now
 from libs.request import RiskRequest, parse_request
-from libs.synthetic import synthetic_documents
+from libs.tools.embedded_store import reset_embedded_store
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.synthetic import synthetic_documents
 from tests.fakes.examples import examples
 from tests.fakes.sqs import failed_ids, sqs_event
 
@@ -165,7 +165,7 @@ def test_json_text_with_bytes_flipped_is_a_request_or_a_rejection(value, data):
 
 @dataclass
 class Case:
-    """A body under construction and what the SPEC says it means."""
+    """A body under construction and what the contract says it means."""
 
     body: dict[str, Any]
     expected: dict[str, Any]
@@ -206,7 +206,7 @@ key_sets = st.sets(st.sampled_from(KEYS))
 
 @st.composite
 def valid_cases(draw) -> Case:
-    """A body every key of which is valid on its own, and the request the SPEC says it is.
+    """A body every key of which is valid on its own, and the request the contract says it is.
 
     ``since`` is drawn within 31 days of ``as_of``; written as a date it can still
     fall outside the range, and the oracle then expects a rejection naming since.

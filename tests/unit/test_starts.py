@@ -1,4 +1,4 @@
-"""Episode starts judged from the data (SPEC section 9), against the plain reference of tests/fakes.
+"""Episode starts judged from the data (contract §9), against the plain reference of tests/fakes.
 
 Documents go through the loader and the model as in the function; every
 expectation comes from ``tests/fakes/alerts_reference.py`` (documents in,

@@ -1,4 +1,4 @@
-"""The analysts' report (SPEC section 11): stored entries in, episodes.json and a self-contained page out.
+"""The analysts' report (contract §11): stored entries in, episodes.json and a self-contained page out.
 
 ``scope`` validates the command's arguments, ``entries`` reads the stored
 entries with one query, ``shaping`` and ``page`` are pure, and ``build``

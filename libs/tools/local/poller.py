@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from libs.local.function import load_handler
-from libs.local.lambda_context import LocalContext
-from libs.local.sqs_endpoint import queue_arn, queue_counts
+from libs.tools.local.function import load_handler
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.local.sqs_endpoint import queue_arn, queue_counts
 
 Handler = Callable[[dict[str, Any], Any], Any]
 #: The system attributes Lambda copies into a record's ``attributes``.

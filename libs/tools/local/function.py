@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from libs.errors import ConfigError
-from libs.local.queue_settings import SERVERLESS_YML, read_serverless
+from libs.tools.local.queue_settings import SERVERLESS_YML, read_serverless
 
 Handler = Callable[[Any, Any], Any]
 

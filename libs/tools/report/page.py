@@ -1,4 +1,4 @@
-"""The analysts' page (SPEC section 11): one HTML file that opens with no network.
+"""The analysts' page (contract §11): one HTML file that opens with no network.
 
 Pure: it takes what the report computed and returns the page's text. Styles
 are inline (one ``<style>`` element), pictures come in as ``data:`` URIs, and
@@ -16,14 +16,14 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from libs.local.plot import compact_number
 from libs.models.episodes import SPIKE
-from libs.report.scope import ReportScope
-from libs.report.shaping import ReportCounts
+from libs.tools.plot import compact_number
+from libs.tools.report.scope import ReportScope
+from libs.tools.report.shaping import ReportCounts
 
 #: Episodes listed in the page's table; every one is in episodes.json.
 MAX_TABLE_ROWS = 1_000
-#: Episodes plotted (SPEC section 11: the top ten).
+#: Episodes plotted (contract §11: the top ten).
 PLOTTED = 10
 #: The severity bar's length in pixels: the report's worst finite severity gets the longest.
 _BAR_MIN_PX, _BAR_MAX_PX = 3, 64

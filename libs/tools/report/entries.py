@@ -1,4 +1,4 @@
-"""The report's one read: the stored entries of SPEC section 5, as a flat frame.
+"""The report's one read: the stored entries of contract §5, as a flat frame.
 
 The function writes ``anomalies.<signal>.<P>d = {is_anomaly, value, q1, q3,
 lower, upper, n, k}`` onto each judged document. The report reads them back
@@ -29,7 +29,7 @@ import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
 from libs.models.history import as_number
-from libs.report.scope import ReportScope
+from libs.tools.report.scope import ReportScope
 
 #: Columns of the entries frame, in this order.
 ENTRY_COLUMNS = (

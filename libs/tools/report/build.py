@@ -3,10 +3,10 @@
 I/O stays here, at the edges: one query for the entries (through the
 configured reader), one small index-served query per plotted episode (the
 ``plot`` picture needs the coin's values and the window before the period),
-and the files of SPEC section 11. Everything between is pure:
-:mod:`libs.report.entries` (documents to frame), :mod:`libs.models.episodes`
-(the episodes), :mod:`libs.report.shaping` (JSON and counts) and
-:mod:`libs.report.page` (the HTML).
+and the files of contract §11. Everything between is pure:
+:mod:`libs.tools.report.entries` (documents to frame), :mod:`libs.models.episodes`
+(the episodes), :mod:`libs.tools.report.shaping` (JSON and counts) and
+:mod:`libs.tools.report.page` (the HTML).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pymongo.collection import Collection
 
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader
-from libs.local.plot import EpisodeMark, plot_signal
 from libs.models.episodes import build_episodes
-from libs.report.entries import read_entries
-from libs.report.page import PLOTTED, PageView, Plot, format_value, render_page
-from libs.report.scope import ReportArgumentError, ReportScope
-from libs.report.shaping import ReportCounts, episodes_json, report_counts
+from libs.tools.plot import EpisodeMark, plot_signal
+from libs.tools.report.entries import read_entries
+from libs.tools.report.page import PLOTTED, PageView, Plot, format_value, render_page
+from libs.tools.report.scope import ReportArgumentError, ReportScope
+from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts
 
 PAGE_NAME = "index.html"
 JSON_NAME = "episodes.json"
@@ -131,7 +131,7 @@ def _plots(
 def _writing(out_dir: Path) -> Iterator[None]:
     """Turn a file-system refusal under ``out_dir`` (a file in the way, no permission) into a bad ``--out``.
 
-    SPEC section 11: a bad argument fails with a clear message (exit 2), not a traceback.
+    contract §11: a bad argument fails with a clear message (exit 2), not a traceback.
     """
     try:
         yield
@@ -154,7 +154,7 @@ def write_report(
     """Read, build and write ``episodes.json``, ``index.html`` and the plots under ``out_dir``.
 
     Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
-    :class:`~libs.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
+    :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
     """
     entries = read_entries(reader, scope).frame
     episodes = build_episodes(entries, settings.latest_lookback_hours)

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config
 
-from libs.local.queue_settings import QueueSettings
+from libs.tools.local.queue_settings import QueueSettings
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_REGION = "us-east-1"

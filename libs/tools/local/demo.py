@@ -32,14 +32,14 @@ from pymongo.collection import Collection
 
 from libs.helpers.constants_helper import SIGNALS, Settings
 from libs.helpers.mongodb_helper import ensure_indexes
-from libs.local.alerts_inbox import alert_line, local_alerts, ranked, received_alerts
-from libs.local.plot import PlotSummary, plot_signal
-from libs.local.poller import Poller, PollStats
-from libs.local.producer import request_bodies, send_bodies
-from libs.local.queue_settings import QueueSettings, load_queue_settings
-from libs.local.sqs_endpoint import LocalSqsEndpoint, create_queues, peek_messages, queue_counts, sqs_client
 from libs.models.history import documents_to_history
-from libs.synthetic import Planted, synthetic_documents
+from libs.tools.local.alerts_inbox import alert_line, local_alerts, ranked, received_alerts
+from libs.tools.local.poller import Poller, PollStats
+from libs.tools.local.producer import request_bodies, send_bodies
+from libs.tools.local.queue_settings import QueueSettings, load_queue_settings
+from libs.tools.local.sqs_endpoint import LocalSqsEndpoint, create_queues, peek_messages, queue_counts, sqs_client
+from libs.tools.plot import PlotSummary, plot_signal
+from libs.tools.synthetic import Planted, synthetic_documents
 
 #: Bodies the function must reject; each ends in the DLQ after maxReceiveCount receives.
 INVALID_BODIES = (
@@ -236,7 +236,7 @@ def run_demo(
     with LocalSqsEndpoint() as endpoint, function_log_to(report.function_log), ExitStack() as alerts_on:
         report.endpoint_url = endpoint.url
         client = sqs_client(endpoint.url)
-        inbox = alerts_on.enter_context(local_alerts(endpoint.url, client))  # SPEC section 10, on moto's SNS
+        inbox = alerts_on.enter_context(local_alerts(endpoint.url, client))  # contract §10, on moto's SNS
         queues = create_queues(client, queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
         coins = sorted({doc["coin_id"] for doc in documents})
         latest = request_bodies(
@@ -311,11 +311,11 @@ def run_demo(
 
 
 def _write_report(collection: Collection, settings: Settings, as_of: datetime, out_dir: Path) -> tuple[Path, str]:
-    """The analysts' report (SPEC section 11) of the week the demo judged."""
+    """The analysts' report (contract §11) of the week the demo judged."""
     from libs.helpers.mongodb_helper import DriverReader
     from libs.processor import utc_now
-    from libs.report.build import write_report
-    from libs.report.scope import report_scope
+    from libs.tools.report.build import write_report
+    from libs.tools.report.scope import report_scope
 
     scope = report_scope(now=as_of)
     result = write_report(

@@ -1,4 +1,4 @@
-"""A local alerts topic (SPEC section 10) for the demo: SNS on moto's loopback server, read through a queue.
+"""A local alerts topic (contract §10) for the demo: SNS on moto's loopback server, read through a queue.
 
 The topic gets an SQS queue subscribed with raw delivery, as a consumer in
 AWS would; alerts are turned on for the block by setting ``ALERT_TOPIC_ARN``
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from libs.local.sqs_endpoint import FAKE_CREDENTIALS, queue_arn
+from libs.tools.local.sqs_endpoint import FAKE_CREDENTIALS, queue_arn
 
 #: The variables set for the block (and restored after it).
 _CREDENTIAL_VARIABLES = {
@@ -83,7 +83,7 @@ def received_alerts(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def ranked(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Alerts by severity, highest first, flat-window ones last (SPEC section 10's order)."""
+    """Alerts by severity, highest first, flat-window ones last (contract §10's order)."""
     return sorted(
         alerts,
         key=lambda a: (a["flat_window"], -(a["severity"] or 0.0), a["coin_id"], a["signal"], a["timestamp"]),

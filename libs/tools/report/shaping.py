@@ -1,6 +1,6 @@
-"""Pure shaping of the report: episodes as SPEC section 11's JSON, and the counts the page shows.
+"""Pure shaping of the report: episodes as contract §11's JSON, and the counts the page shows.
 
-Frames in, plain values out; no I/O. Times are written as SPEC section 10
+Frames in, plain values out; no I/O. Times are written as contract §10
 says (ISO-8601 UTC with milliseconds and ``Z``), formatted a column at a time.
 """
 
@@ -23,7 +23,7 @@ def _finite_or_none(values: pd.Series) -> list[float | None]:
 
 
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
-    """The episodes frame of :func:`~libs.models.episodes.build_episodes` as SPEC section 11's JSON array.
+    """The episodes frame of :func:`~libs.models.episodes.build_episodes` as contract §11's JSON array.
 
     Keys in the spec's order; ``peak_severity`` null and ``flat_window`` true
     for a flat-window episode; rows kept in the frame's (ranked) order.

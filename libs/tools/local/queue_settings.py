@@ -29,7 +29,7 @@ import yaml
 from libs.errors import ConfigError
 
 #: serverless.yml at the root of the repository.
-SERVERLESS_YML = Path(__file__).resolve().parents[2] / "serverless.yml"
+SERVERLESS_YML = Path(__file__).resolve().parents[3] / "serverless.yml"
 DEFAULT_STAGE = "dev"
 #: Innermost variable: no ``$``, ``{`` or ``}`` inside, so nested defaults resolve inside out.
 _VARIABLE = re.compile(r"\$\{([^${}]*)\}")

@@ -6,7 +6,7 @@ red points are the flags *written in the store*, so the picture shows what
 the function did, not what it would do. Drawn with matplotlib's Agg canvas
 directly: no pyplot, no GUI backend, no global state.
 
-The report (``libs/report``) draws the same picture over its period, with an
+The report (``libs/tools/report/``) draws the same picture over its period, with an
 episode's span shaded and its peak ringed (:class:`EpisodeMark`).
 """
 

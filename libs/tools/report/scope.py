@@ -1,6 +1,6 @@
 """What a report covers: its period and filters, validated into an immutable value.
 
-The dates take the formats of SPEC section 3 (read by the request's own
+The dates take the formats of contract §3 (read by the request's own
 parser, so a date means the same thing to the report as to the function);
 signals and periods are checked against the same lists. Every mistake raises
 :class:`ReportArgumentError`, which the command turns into exit status 2.
@@ -16,7 +16,7 @@ from libs.errors import AnomalyServiceError, InvalidRequest
 from libs.helpers.constants_helper import MAX_PERIOD_DAYS, SIGNALS
 from libs.request import parse_moment
 
-#: ``since`` when it is not given: a week before ``as_of`` (SPEC section 11).
+#: ``since`` when it is not given: a week before ``as_of`` (contract §11).
 DEFAULT_DAYS = 7
 
 

@@ -1,4 +1,4 @@
-"""Put a request queue's dead-lettered messages back on it, each once (SPEC section 8, ``redrive``).
+"""Put a request queue's dead-lettered messages back on it, each once (contract §8, ``redrive``).
 
 After a fix, ops want the DLQ's requests processed again. AWS has a native
 move (``aws sqs start-message-move-task``), but moto 5.2.5 does not implement
@@ -34,7 +34,7 @@ from libs.errors import AnomalyServiceError
 
 #: How long a received DLQ message stays hidden while it is copied (or, in a dry run, listed).
 HIDE_SECONDS = 120
-#: The part of a body a dry run shows (SPEC section 8).
+#: The part of a body a dry run shows (contract §8).
 PREVIEW_CHARACTERS = 200
 #: SQS's largest batch.
 BATCH = 10

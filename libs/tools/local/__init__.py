@@ -1,4 +1,4 @@
-"""The local pipeline (SPEC section 8): the system as it runs in AWS, on one machine.
+"""The local pipeline (contract §8): the system as it runs in AWS, on one machine.
 
 A real SQS API on loopback (moto's server) with the queue and DLQ that
 ``serverless.yml`` declares, a poller that plays Lambda's event source mapping,
