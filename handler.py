@@ -15,19 +15,20 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from libs.batch import PartialBatchResponse, process_sqs_batch
-from libs.budget import Budget
 from libs.context_adapter import accepts_any_context
+from libs.deadline import Deadline
+from libs.errors import StoreUnreachable
 from libs.helpers.constants_helper import get_settings
 from libs.observability import configure, logger, publish_metrics, tracer
-from libs.processor import process_and_report
+from libs.processor import alerts_reserve_s, process_and_report
 from libs.summary import MessageSummary
 
 settings = get_settings()
 configure(settings)
 
 
-def _process_record(record: SQSRecord, budget: Budget) -> MessageSummary:
-    return process_and_report(record.body, record.message_id, get_settings(), budget)
+def _process_record(record: SQSRecord, deadline: Deadline, outage: StoreUnreachable | None) -> MessageSummary:
+    return process_and_report(record.body, record.message_id, get_settings(), deadline, outage)
 
 
 @accepts_any_context
@@ -36,4 +37,6 @@ def _process_record(record: SQSRecord, budget: Budget) -> MessageSummary:
 @publish_metrics
 def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
     """Process an SQS batch; see contract §6 for the answer's contract."""
-    return process_sqs_batch(event, context, _process_record, time_margin_ms=get_settings().time_margin_ms)
+    settings = get_settings()
+    start_margin_ms = settings.time_margin_ms + 1000 * alerts_reserve_s(settings)
+    return process_sqs_batch(event, context, _process_record, start_margin_ms=start_margin_ms)

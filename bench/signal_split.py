@@ -18,7 +18,7 @@ import numpy as np
 
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
-from libs.models.model import ModelParams, concat_results, judge, judged_mask, signal_judges
+from libs.models.model import ModelParams, concat_results, judge, judged_mask, signal_judges, sort_rows
 from libs.summary import MessageSummary, signal_step
 from libs.tools.synthetic import synthetic_documents
 
@@ -33,7 +33,7 @@ SCENARIOS = [
 def judge_each_signal(frame, judged, params):
     """What the processor does: each signal's judging timed and traced on its own (libs.summary.signal_step)."""
     summary, blocks = MessageSummary("bench"), []
-    for signal, judge_one in signal_judges(frame, judged, params):
+    for signal, judge_one in signal_judges(frame, sort_rows(frame, judged, params.periods_days), params):
         with signal_step(summary, signal):
             blocks.append(judge_one())
     return concat_results(blocks)

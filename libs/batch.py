@@ -8,12 +8,14 @@ failure is logged. What the contract adds to Powertools is closed here:
 - an event that is not an SQS batch raises :class:`~libs.errors.NotAnSqsEvent`;
   ``{"Records": []}`` answers with an empty failure list; a batch in which
   every record failed still answers (``raise_on_entire_batch_failure=False``);
-- a message whose turn comes when less than ``ANOMALY_TIME_MARGIN_MS`` remains
-  is not started (:class:`~libs.errors.TimeBudgetExhausted`), and a started one
-  gets a :class:`~libs.budget.Budget` that ends a second before the deadline,
-  so a slow store fails that message and the answer still comes back in time;
+- a message whose turn comes when less than its start margin remains
+  (``ANOMALY_TIME_MARGIN_MS``, plus the alerts step's worst case with alerts
+  on) is not started (:class:`~libs.errors.TimeBudgetExhausted`), and a
+  started one gets a :class:`~libs.deadline.Deadline` that ends a second
+  before the invocation's, so a slow store fails that message and the answer
+  still comes back in time;
 - once a message finds the database unreachable, the batch's remaining
-  messages are listed at once (their budget carries the outage: they are
+  messages are listed at once (they are handed the outage: they are
   validated, then fail before touching the store) instead of each waiting
   its own selection timeout.
 
@@ -34,13 +36,14 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from libs.budget import Budget, remaining_ms
+from libs.deadline import Deadline, remaining_ms
 from libs.errors import AnomalyServiceError, NotAnSqsEvent, StoreUnreachable, TimeBudgetExhausted
 from libs.observability import logger, metrics, tag_message, untag_message
 
 PartialBatchResponse = PartialItemFailureResponse
-#: Processes one message within its budget; raises a :mod:`libs.errors` error (or anything) on failure.
-MessageHandler = Callable[[SQSRecord, Budget], Any]
+#: Processes one message by its deadline, told of an outage an earlier message found (None: none); raises a
+#: :mod:`libs.errors` error (or anything) on failure.
+MessageHandler = Callable[[SQSRecord, Deadline, StoreUnreachable | None], Any]
 
 
 def check_sqs_event(event: Any) -> list[dict[str, Any]]:
@@ -65,14 +68,14 @@ class MessageBatchProcessor(BatchProcessor):
     One per invocation (it remembers an outage for the rest of its batch).
     """
 
-    def __init__(self, handle_message: MessageHandler, *, time_margin_ms: int) -> None:
+    def __init__(self, handle_message: MessageHandler, *, start_margin_ms: float) -> None:
         super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         self._handle_message = handle_message
-        self._time_margin_ms = time_margin_ms
+        self._start_margin_ms = start_margin_ms
         self._outage: StoreUnreachable | None = None
 
     def record_handler(self, record: SQSRecord, lambda_context: Any = None) -> Any:
-        """Start one message if time and the store allow, within its budget.
+        """Start one message if time allows, with its deadline and the outage found so far.
 
         The message's log keys stay on until :meth:`success_handler` or
         :meth:`failure_handler` is done, so the failure line carries the
@@ -80,11 +83,12 @@ class MessageBatchProcessor(BatchProcessor):
         """
         tag_message(record.message_id)
         remaining = remaining_ms(lambda_context)
-        if remaining is not None and remaining < self._time_margin_ms:
+        if remaining is not None and remaining < self._start_margin_ms:
             raise TimeBudgetExhausted(
-                f"not started: {remaining:.0f} ms left, below ANOMALY_TIME_MARGIN_MS={self._time_margin_ms}"
+                f"not started: {remaining:.0f} ms left, below the start margin of {self._start_margin_ms:.0f} ms"
+                " (ANOMALY_TIME_MARGIN_MS, plus the alerts step's worst case with alerts on)"
             )
-        return self._handle_message(record, Budget.from_remaining(remaining, outage=self._outage))
+        return self._handle_message(record, Deadline.for_message(remaining), self._outage)
 
     def success_handler(self, record: Any, result: Any) -> Any:
         untag_message()
@@ -125,7 +129,7 @@ def log_failure(message_id: str, error: BaseException) -> None:
 
 
 def process_sqs_batch(
-    event: Any, context: Any, handle_message: MessageHandler, *, time_margin_ms: int
+    event: Any, context: Any, handle_message: MessageHandler, *, start_margin_ms: float
 ) -> PartialBatchResponse:
     """Run ``handle_message`` on every record; answer with the partial batch response."""
     try:
@@ -136,7 +140,7 @@ def process_sqs_batch(
     if not records:
         _count_messages(processed=0, failed=0)
         return {"batchItemFailures": []}
-    processor = MessageBatchProcessor(handle_message, time_margin_ms=time_margin_ms)
+    processor = MessageBatchProcessor(handle_message, start_margin_ms=start_margin_ms)
     response = process_partial_response(
         event=event, record_handler=processor.record_handler, processor=processor, context=context
     )

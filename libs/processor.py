@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from pymongo.collection import Collection
 
-from libs.budget import UNBOUNDED, Budget
+from libs.deadline import NO_DEADLINE, Deadline
+from libs.errors import StoreUnreachable
 from libs.helpers.constants_helper import Settings
 from libs.helpers.mongodb_helper import Reader, build_updates, get_collection, load_history, write_updates
 from libs.helpers.store_budget import store_budget
 from libs.models.history import History
-from libs.models.model import ModelParams, concat_results, judged_mask, signal_judges
+from libs.models.model import ModelParams, SortedRows, concat_results, judged_mask, signal_judges, sort_rows
 from libs.observability import annotate, message_segment, service_name, tag_request
 from libs.request import RiskRequest, parse_request
 from libs.summary import MessageSummary, report, signal_step, step
@@ -43,22 +44,41 @@ def stale_coins(request: RiskRequest, judged_coins: np.ndarray) -> list[str]:
     return [coin for coin in request.coin_ids if coin not in found]
 
 
+def alerts_reserve_s(settings: Settings) -> float:
+    """The alerts step's worst case (contract §10), 0 with alerts off.
+
+    With alerts on, a message is started only when the time left covers
+    ``ANOMALY_TIME_MARGIN_MS`` plus this, and its store operations must end
+    this long before its deadline: a started message never writes its flags
+    and then runs out of time to publish them.
+    """
+    if not settings.alerts_enabled:
+        return 0.0
+    from libs.alerts.publish import worst_case_s  # with alerts off nothing of them is imported (contract §10)
+
+    return worst_case_s(settings.alert_max_per_message)
+
+
 def process_message(
     body: Any,
     message_id: str,
     settings: Settings,
     *,
-    budget: Budget = UNBOUNDED,
+    deadline: Deadline = NO_DEADLINE,
+    outage: StoreUnreachable | None = None,
     now: datetime | None = None,
     reader: Reader | None = None,
     collection: Collection | None = None,
 ) -> MessageSummary:
-    """Validate, load, judge and write one message. Raises a :mod:`libs.errors` error on failure.
+    """Validate, load, judge and write one message (then publish its alerts). Raises a :mod:`libs.errors` error.
 
-    Every store operation (load and write) is bounded by what is left of
-    ``budget`` (:func:`~libs.helpers.store_budget.store_budget`), so a slow
-    store fails the message with :class:`~libs.errors.StoreTimeout` before
-    the invocation's deadline. Traced as a ``## message`` subsegment holding one subsegment per step,
+    Every store operation (load and write) is bounded by ``deadline``
+    (:func:`~libs.helpers.store_budget.store_budget`), less the alerts step's
+    worst case when alerts will run, so a slow store fails the message with
+    :class:`~libs.errors.StoreTimeout` before the invocation's deadline. An
+    ``outage`` found by an earlier message of the batch fails this one once
+    its body is validated (an invalid body is still rejected for what it is).
+    Traced as a ``## message`` subsegment holding one subsegment per step,
     and inside ``## model`` one per signal; MongoDB commands nest under
     ``## load`` and ``## write``.
     """
@@ -72,31 +92,32 @@ def process_message(
         tag_request(request.request_id)
         annotate(segment, **summary.labels)
         segment.put_metadata("request", summary.request, service_name())
+        alerting = settings.alerts_enabled and request.mode == "latest"  # a backfill pages nobody (contract §10)
+        store_deadline = deadline.earlier_by(alerts_reserve_s(settings)) if alerting else deadline
 
-        with step(summary, "load") as load, store_budget(budget.remaining_s()):
-            budget.check_store()
+        with step(summary, "load") as load, store_budget(store_deadline):
+            if outage is not None:
+                raise StoreUnreachable(f"not started: the database was unreachable for an earlier message ({outage})")
             history = load_history(request, settings, reader)
             summary.documents_read, summary.documents_skipped = history.read, history.skipped
             annotate(load, documents_read=history.read, documents_skipped=history.skipped)
 
         params = ModelParams(request.signals, request.periods_days, request.deviation_limit, settings.min_observations)
         with step(summary, "model") as model:
-            judged_rows, results = judge(request, history, params, settings, summary)
-            annotate(model, observations=len(judged_rows), anomalies=summary.anomalies_total)
+            judged, rows, results = judge(request, history, params, settings, summary)
+            annotate(model, observations=summary.observations_judged, anomalies=summary.anomalies_total)
 
-        with step(summary, "write") as write, store_budget(budget.remaining_s()):
-            updates = build_updates(history.frame, judged_rows, results, evaluated_at=now)
+        with step(summary, "write") as write, store_budget(store_deadline):
+            updates = build_updates(history.frame, np.flatnonzero(judged), results, evaluated_at=now)
             target = collection if collection is not None else get_collection(settings)
             summary.documents_written = write_updates(target, updates)
             annotate(write, documents_written=summary.documents_written)
 
-        if settings.alerts_enabled and request.mode == "latest":  # a backfill pages nobody (contract §10)
+        if alerting:
             from libs.alerts import publish_alerts_for  # with alerts off nothing of them is imported (contract §10)
 
             with step(summary, "alerts") as alerts:
-                outcome = publish_alerts_for(
-                    history.frame, params, results, request, settings, deadline=budget.deadline
-                )
+                outcome = publish_alerts_for(history.frame, rows, params, results, request, settings, deadline=deadline)
                 summary.alerts_published, summary.alerts_withheld = outcome.published, outcome.withheld
                 annotate(alerts, alerts_published=outcome.published, alerts_withheld=outcome.withheld)
 
@@ -111,8 +132,9 @@ def process_message(
 
 def judge(
     request: RiskRequest, history: History, params: ModelParams, settings: Settings, summary: MessageSummary
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """The judged rows of the history and the model's results, signal by signal, counted into ``summary``."""
+) -> tuple[np.ndarray, SortedRows | None, pd.DataFrame]:
+    """The judged mask, the rows the model sorted (None when nothing is judged) and its results, signal by
+    signal, counted into ``summary``."""
     frame = history.frame
     judged = judged_mask(
         frame,
@@ -121,8 +143,9 @@ def judge(
         lookback_hours=settings.latest_lookback_hours,
         coin_ids=request.coin_ids,
     )
+    rows = sort_rows(frame, judged, params.periods_days)
     blocks = []
-    for signal, judge_one in signal_judges(frame, judged, params):
+    for signal, judge_one in signal_judges(frame, rows, params):
         with signal_step(summary, signal) as traced_signal:
             block = judge_one()
             observations = int(np.count_nonzero(judged & frame[signal].notna().to_numpy()))
@@ -141,11 +164,17 @@ def judge(
     flagged = results[results["is_anomaly"].fillna(False).astype(bool)]
     counts = Counter(zip(flagged["signal"], flagged["period_days"]))
     summary.anomalies = {f"{signal}.{period}d": count for (signal, period), count in sorted(counts.items())}
-    return judged_rows, results
+    return judged, rows, results
 
 
-def process_and_report(body: Any, message_id: str, settings: Settings, budget: Budget = UNBOUNDED) -> MessageSummary:
+def process_and_report(
+    body: Any,
+    message_id: str,
+    settings: Settings,
+    deadline: Deadline = NO_DEADLINE,
+    outage: StoreUnreachable | None = None,
+) -> MessageSummary:
     """:func:`process_message`, then its summary line and metrics: what the handler runs per record."""
-    summary = process_message(body, message_id, settings, budget=budget)
+    summary = process_message(body, message_id, settings, deadline=deadline, outage=outage)
     report(summary)
     return summary

@@ -48,18 +48,18 @@ class RiskRequest:
             return self.as_of - timedelta(hours=lookback_hours), False
         return self.since, True
 
-    def history_start(self, lookback_hours: int, *, previous_steps: bool = False) -> datetime:
+    def history_start(self, lookback_hours: int, *, memory_hours: float = 0) -> datetime:
         """Exclusive lower bound of every timestamp any judged window can reach.
 
-        With ``previous_steps`` (alerts on), latest mode reaches back one more
-        ``lookback_hours``: a judged observation's previous step matters only
-        when it lies at most that long before it, and it is judged from its own
-        trailing window (contract §9). Range mode publishes no alerts, so it
-        never reaches further.
+        With ``memory_hours`` (alerts on: ``ALERT_MEMORY_HOURS``), latest mode
+        reaches that much further back: whether a judged observation raises its
+        episode depends on the steps of that memory before it, each judged from
+        its own trailing window (contract §9). Range mode publishes no alerts,
+        so it never reaches further.
         """
         start, _ = self.judged_start(lookback_hours)
-        if previous_steps and self.since is None:
-            start -= timedelta(hours=lookback_hours)
+        if memory_hours and self.since is None:
+            start -= timedelta(hours=memory_hours)
         return start - timedelta(days=max(self.periods_days))
 
     def describe(self) -> dict[str, Any]:

@@ -1,20 +1,19 @@
-"""Alerts from episode starts (contract §10): pure, frames in, values out, no I/O.
+"""Alerts from raises (contract §10): pure, frames in, values out, no I/O.
 
 One alert per (coin, signal, timestamp, direction) at which at least one
-requested window starts an episode. Its ``windows`` are those starting windows
-by ascending period, each with its own severity; the alert's ``severity`` is
-the highest finite one, ``flat_window`` is true when every listed window is
-flat. Observations sharing the timestamp share every window (their windows
-hold the same values), so "the most severe one" is simply the one farthest
-beyond the fence; its value and numbers are the alert's.
+window raises its episode (:mod:`libs.models.raises`). Its ``windows`` are
+those raising windows by ascending period, each with its own severity and
+level; the alert's ``severity`` and ``level`` are the highest among them and
+``flat_window`` is true when every listed window is flat. Observations sharing
+the timestamp share every window (their windows hold the same values), and the
+raise rule already picked the most severe of them: its value and numbers are
+the alert's.
 
-Choices where the spec is silent (docs/alerts.md): the ``alert_id`` is the
-SHA-256 of the JSON array ``[coin_id, signal, timestamp, direction]``; the
-alert's *lead window* (named in the Subject, and whose value the alert carries)
-is the one of highest finite severity, or when all are flat the one farthest
-beyond its fence, the shorter period on a tie; ranking ties end with the
-direction (``dip`` before ``spike``); ``severity`` in the message attributes
-is rounded to 5 decimals and capped at 10^9, the range SNS filter policies
+Choices where the contract is silent (docs/alerts.md): the ``alert_id`` is
+the SHA-256 of the JSON array ``[coin_id, signal, timestamp, direction]``;
+the alert's *lead window* (named in the Subject) is the one of highest
+severity, the shorter period on a tie; the ``severity`` message attribute is
+rounded to 5 decimals and capped at 10^9, the range SNS filter policies
 compare.
 """
 
@@ -30,14 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from libs.models.episodes import SPIKE, iso_utc_ms
+from libs.models.episodes import iso_utc_ms, ranked_by_severity
 
-#: SNS asks for a Subject "less than 100 characters long" (the spec's "at most 100" allows it).
+#: SNS asks for a Subject "less than 100 characters long".
 MAX_SUBJECT_CHARS = 99
 #: SNS filter policies compare numbers from -10^9 to 10^9 with 5 decimal places.
-MAX_ATTRIBUTE_SEVERITY = 1e9
-#: Characters SNS and SQS accept in a String attribute; anything else becomes U+FFFD.
-_ATTRIBUTE_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+MAX_ATTRIBUTE_NUMBER = 1e9
+
+#: Characters SNS and SQS refuse in a String attribute.
+_ATTRIBUTE_REFUSED = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 _KEYS = ("coin_id", "signal", "timestamp", "direction")
 _WINDOW_NUMBERS = ("q1", "q3", "lower", "upper")
@@ -54,9 +54,10 @@ class Alert:
     direction: str
     value: float | None
     severity: float | None
+    level: int
     flat_window: bool
     windows: tuple[dict[str, Any], ...]
-    request_id: str
+    request_id: str | None
     subject: str
 
     def body(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class Alert:
             "direction": self.direction,
             "value": self.value,
             "severity": self.severity,
+            "level": self.level,
             "flat_window": self.flat_window,
             "windows": [dict(window) for window in self.windows],
             "request_id": self.request_id,
@@ -79,28 +81,25 @@ class Alert:
         return json.dumps(self.body(), allow_nan=False)
 
     def attributes(self) -> dict[str, dict[str, str]]:
-        """SNS message attributes for subscription filter policies; ``severity`` absent when flat."""
+        """SNS message attributes for subscription filter policies (``level >= 2`` routes deepening crashes)."""
         attributes = {
-            "coin_id": {"DataType": "String", "StringValue": _attribute_text(self.coin_id)},
+            "coin_id": {"DataType": "String", "StringValue": attribute_text(self.coin_id)},
             "signal": {"DataType": "String", "StringValue": self.signal},
             "direction": {"DataType": "String", "StringValue": self.direction},
+            "level": {"DataType": "Number", "StringValue": str(self.level)},
         }
         if self.severity is not None:
-            shown = min(self.severity, MAX_ATTRIBUTE_SEVERITY)
+            shown = min(self.severity, MAX_ATTRIBUTE_NUMBER)
             attributes["severity"] = {"DataType": "Number", "StringValue": f"{shown:.5f}"}
         return attributes
 
 
 @dataclass(frozen=True)
 class AlertPlan:
-    """What a message publishes: the alerts in publishing order, and what it leaves out and why."""
+    """What a message publishes: the alerts in publishing order, and how many the cap withheld."""
 
     alerts: tuple[Alert, ...]
-    #: Episode starts found (alerts before any filter).
-    starts: int
-    #: Alerts below ``ALERT_MIN_SEVERITY`` with no flat window: not published, by design.
-    below_min_severity: int
-    #: Alerts that passed the threshold but exceeded ``ALERT_MAX_PER_MESSAGE``: not published.
+    #: Alerts beyond ``ALERT_MAX_PER_MESSAGE``: raised, but not published (the ones an operator would miss).
     withheld: int
 
 
@@ -110,101 +109,81 @@ def alert_id(coin_id: str, signal: str, timestamp: str, direction: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def alert_table(starts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per alert, and one per listed window, from :func:`libs.models.starts.starting_flags`.
+def alert_table(raises: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per alert, ranked (contract §10), and one row per listed window.
 
-    The alert table has ``coin_id, signal, timestamp`` (ISO text),
-    ``direction, value, severity`` (NaN when every window is flat),
-    ``flat_window`` (every listed window flat), ``any_flat`` (some window
-    flat: it alerts whatever its severity) and ``lead_period``; the windows
-    table has ``alert`` (the alert's row) and, by ascending period, each
-    window's ``period_days, q1, q3, lower, upper, n, k, severity``.
+    ``raises`` has :data:`libs.models.raises.RAISE_COLUMNS`, at most one row
+    per (coin, signal, period, timestamp, direction). The alert table has
+    ``coin_id, signal, timestamp`` (ISO text), ``direction, value, severity,
+    level, flat_window, lead_period`` and ``alert`` (its key into the windows
+    table), ranked by severity descending, then coin_id, signal, timestamp and
+    direction (``dip`` before ``spike``); the windows table has ``alert`` and,
+    by ascending period, each window's ``period_days, q1, q3, lower, upper,
+    n, k, severity, level``.
     """
-    flat = starts["flat_window"].to_numpy(dtype=bool)
-    entries = starts.assign(
-        timestamp=iso_utc_ms(starts["timestamp"].to_numpy()),
-        # episodes.classify already caps an overflowing ratio at the largest float
-        severity=np.where(flat, np.nan, starts["severity"].to_numpy(dtype=np.float64)),
-        beyond=np.where(
-            starts["direction"].to_numpy() == SPIKE,
-            starts["value"].to_numpy() - starts["upper"].to_numpy(),
-            starts["lower"].to_numpy() - starts["value"].to_numpy(),
-        ),
+    windows = raises.assign(timestamp=iso_utc_ms(raises["timestamp"].to_numpy()))
+    windows["alert"] = windows.groupby(list(_KEYS), sort=True).ngroup()
+    windows = windows.sort_values(["alert", "period_days"], kind="stable").reset_index(drop=True)
+    severity = windows["severity"].to_numpy(dtype=np.float64)
+    lead = (
+        windows.assign(_negative=np.where(np.isnan(severity), np.inf, -severity))
+        .sort_values(["alert", "_negative", "period_days"], kind="stable")
+        .drop_duplicates("alert", keep="first")
+        .set_index("alert")
+        .sort_index()
     )
-    entries["alert"] = entries.groupby(list(_KEYS), sort=True, dropna=False).ngroup()
-    # observations at one timestamp share the window: the most severe is the one farthest beyond it
-    entries = entries.sort_values(["alert", "period_days", "beyond"], ascending=[True, True, False], kind="stable")
-    windows = entries.drop_duplicates(["alert", "period_days"], keep="first").reset_index(drop=True)
-    flat = windows["flat_window"].to_numpy(dtype=bool)
-    lead_order = windows.assign(
-        _severity=np.where(flat, 0.0, -windows["severity"].to_numpy()),
-        _beyond=np.where(flat, -windows["beyond"].to_numpy(), 0.0),
-    ).sort_values(["alert", "flat_window", "_severity", "_beyond", "period_days"], kind="stable")
-    lead = lead_order.drop_duplicates("alert", keep="first").set_index("alert").sort_index()
-    flat_by_alert = windows.groupby("alert")["flat_window"]
+    by_alert = windows.groupby("alert")
     table = pd.DataFrame(
         {
+            "alert": lead.index.to_numpy(),
             **{key: lead[key].to_numpy() for key in _KEYS},
             "value": lead["value"].to_numpy(dtype=np.float64),
-            "severity": lead["severity"].to_numpy(dtype=np.float64),
-            "flat_window": flat_by_alert.all().sort_index().to_numpy(dtype=bool),
-            "any_flat": flat_by_alert.any().sort_index().to_numpy(dtype=bool),
+            "severity": by_alert["severity"].max().sort_index().to_numpy(dtype=np.float64),
+            "level": by_alert["level"].max().sort_index().to_numpy(dtype=np.int64),
+            "flat_window": by_alert["flat_window"].all().sort_index().to_numpy(dtype=bool),
             "lead_period": lead["period_days"].to_numpy(dtype=np.int64),
         }
     )
-    return table, windows[["alert", "period_days", *_WINDOW_NUMBERS, "n", "k", "severity"]]
+    ranked = ranked_by_severity(table, "severity", ["coin_id", "signal", "timestamp", "direction"])
+    return ranked, windows[["alert", "period_days", *_WINDOW_NUMBERS, "n", "k", "severity", "level"]]
 
 
-def select(table: pd.DataFrame, min_severity: float, max_per_message: int) -> tuple[np.ndarray, int, int]:
-    """Which alerts go out, in publishing order; and how many fell below the threshold, and how many the cap withheld.
-
-    An alert passes when its severity is at least ``min_severity`` or one of
-    its windows is flat; those that pass are ranked by severity descending,
-    flat ones last, then coin_id, signal, timestamp and direction, and the
-    first ``max_per_message`` go out.
-    """
-    passes = table["any_flat"].to_numpy(dtype=bool) | (table["severity"].to_numpy() >= min_severity)
-    eligible = table.loc[passes]
-    ranked = eligible.assign(_severity=-eligible["severity"].fillna(0.0)).sort_values(
-        ["flat_window", "_severity", "coin_id", "signal", "timestamp", "direction"], kind="stable"
-    )
-    chosen = ranked.index.to_numpy()[:max_per_message]
-    return chosen, int(len(table) - len(eligible)), int(len(eligible) - len(chosen))
+def plan_alerts(raises: pd.DataFrame, request_id: str | None, max_per_message: int | None) -> AlertPlan:
+    """The alerts a message publishes (contract §10), most severe first, at most ``max_per_message``."""
+    if raises.empty:
+        return AlertPlan(alerts=(), withheld=0)
+    table, windows = alert_table(raises)
+    chosen = table if max_per_message is None else table.head(max_per_message)
+    return AlertPlan(alerts=tuple(alerts_of(chosen, windows, request_id)), withheld=len(table) - len(chosen))
 
 
-def plan_alerts(starts: pd.DataFrame, request_id: str, min_severity: float, max_per_message: int) -> AlertPlan:
-    """The alerts a message publishes (contract §10), from its episode starts."""
-    if starts.empty:
-        return AlertPlan(alerts=(), starts=0, below_min_severity=0, withheld=0)
-    table, windows = alert_table(starts)
-    chosen, below, withheld = select(table, min_severity, max_per_message)
-    return AlertPlan(
-        alerts=tuple(alerts_at(table, windows, chosen, request_id)),
-        starts=len(table),
-        below_min_severity=below,
-        withheld=withheld,
-    )
-
-
-def alerts_at(table: pd.DataFrame, windows: pd.DataFrame, positions: np.ndarray, request_id: str) -> list[Alert]:
-    """The :class:`Alert` values of the table rows at ``positions`` (a few: at most a message's cap)."""
-    listed = windows.loc[windows["alert"].isin(positions)]
+def alerts_of(table: pd.DataFrame, windows: pd.DataFrame, request_id: str | None) -> list[Alert]:
+    """The :class:`Alert` values of the rows of an alert table, in its order."""
+    listed = windows.loc[windows["alert"].isin(table["alert"])]
     by_alert: dict[int, list[dict[str, Any]]] = {}
-    for row in listed.itertuples(index=False):
-        by_alert.setdefault(int(row.alert), []).append(
+    numbers = {name: listed[name].to_numpy(dtype=np.float64).tolist() for name in (*_WINDOW_NUMBERS, "k", "severity")}
+    periods, counts, levels = (listed[name].to_numpy(dtype=np.int64).tolist() for name in ("period_days", "n", "level"))
+    for position, alert in enumerate(listed["alert"].to_numpy().tolist()):
+        by_alert.setdefault(alert, []).append(
             {
-                "period_days": int(row.period_days),
-                **{name: _number(getattr(row, name)) for name in _WINDOW_NUMBERS},
-                "n": int(row.n),
-                "k": _number(row.k),
-                "severity": _number(row.severity),
+                "period_days": periods[position],
+                **{name: json_number(numbers[name][position]) for name in _WINDOW_NUMBERS},
+                "n": counts[position],
+                "k": json_number(numbers["k"][position]),
+                "severity": json_number(numbers["severity"][position]),
+                "level": levels[position],
             }
         )
     alerts = []
-    for position in positions.tolist():
-        row = table.iloc[position]
-        severity = _number(row["severity"])
-        coin_id, signal, timestamp, direction = (str(row[key]) for key in _KEYS)
+    for row in table.itertuples(index=False):
+        severity = json_number(row.severity)
+        coin_id, signal, timestamp, direction = (
+            str(row.coin_id),
+            str(row.signal),
+            str(row.timestamp),
+            str(row.direction),
+        )
+        level = int(row.level)
         alerts.append(
             Alert(
                 alert_id=alert_id(coin_id, signal, timestamp, direction),
@@ -212,38 +191,42 @@ def alerts_at(table: pd.DataFrame, windows: pd.DataFrame, positions: np.ndarray,
                 signal=signal,
                 timestamp=timestamp,
                 direction=direction,
-                value=_number(row["value"]),
+                value=json_number(row.value),
                 severity=severity,
-                flat_window=bool(row["flat_window"]),
-                windows=tuple(by_alert[position]),
+                level=level,
+                flat_window=bool(row.flat_window),
+                windows=tuple(by_alert[int(row.alert)]),
                 request_id=request_id,
-                subject=subject(coin_id, signal, direction, severity, int(row["lead_period"])),
+                subject=subject(coin_id, signal, direction, level, severity, int(row.lead_period)),
             )
         )
     return alerts
 
 
-def subject(coin_id: str, signal: str, direction: str, severity: float | None, period_days: int) -> str:
-    """One line of at most :data:`MAX_SUBJECT_CHARS`: ``bitcoin volume spike: 4.2 IQR above the 7-day fence``.
+def subject(coin_id: str, signal: str, direction: str, level: int, severity: float | None, period_days: int) -> str:
+    """One ASCII line under 100 characters a person reads at a glance.
 
-    A flat window broken reads ``bitcoin volume spike: flat 7-day window broken``;
-    a coin id too long for the line is cut with ``...``; characters that cannot
-    be printed on one line become ``?``.
+    ``terra-luna latest_price dip, level 3: severity 13.5 beyond the 30-day fence``.
+    SNS refuses a Subject that is not ASCII, holds a control character or
+    does not begin with a letter, digit or punctuation: characters outside
+    printable ASCII in the coin id are escaped (``\\u00e9``), and a coin id
+    too long for the line is cut and ends in ``...``.
     """
-    if severity is None:
-        tail = f" {signal} {direction}: flat {period_days}-day window broken"
-    else:
-        side = "above" if direction == SPIKE else "below"
-        shown = f"{severity:.1f}" if severity < 1e5 else f"{severity:.2e}"
-        tail = f" {signal} {direction}: {shown} IQR {side} the {period_days}-day fence"
-    coin = "".join(ch if ch.isprintable() else "?" for ch in coin_id).strip() or "?"
+    shown = "unknown" if severity is None else f"{severity:.1f}" if severity < 1e5 else f"{severity:.2e}"
+    tail = f" {signal} {direction}, level {level}: severity {shown} beyond the {period_days}-day fence"
+    coin = "".join(ch if " " <= ch <= "~" else _escaped(ch) for ch in coin_id).strip() or "?"
     room = MAX_SUBJECT_CHARS - len(tail)
     if len(coin) > room:
         coin = coin[: max(room - 3, 1)] + "..."
     return (coin + tail)[:MAX_SUBJECT_CHARS]
 
 
-def _number(value: Any) -> float | None:
+def _escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def json_number(value: Any) -> float | None:
     """A float for JSON, or None when missing or not finite (JSON has no NaN or Infinity)."""
     if value is None:
         return None
@@ -251,5 +234,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _attribute_text(text: str) -> str:
-    return _ATTRIBUTE_TEXT.sub("\ufffd", text)
+def attribute_text(text: str) -> str:
+    """``text`` with every character SNS and SQS refuse in a String attribute replaced by U+FFFD."""
+    return _ATTRIBUTE_REFUSED.sub("\ufffd", text)

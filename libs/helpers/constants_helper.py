@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from libs.errors import ConfigError
+from libs.models.severity import LEVEL_SIGNALS, RaiseRules, SeverityScale
 
 #: The seven signals of contract §2, in the order they are reported.
 SIGNALS: tuple[str, ...] = (
@@ -47,14 +48,28 @@ READ_BACKENDS = ("driver", "data_api")
 Parser = Callable[[str, str], Any]
 
 
+#: A plain decimal number as people write one: no underscores (Python's ``float("1_5")`` is 15), no
+#: hexadecimal, no ``inf`` or ``nan``; an exponent is allowed.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def _number(name: str, raw: str) -> float:
+    if not (raw.isascii() and _DECIMAL.fullmatch(raw)):
+        raise ConfigError(name, f"must be a number such as 1.5, got {raw!r}")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {raw!r}")
+    return value
+
+
 def whole(minimum: int, maximum: int | None = None) -> Parser:
-    """A whole number from ``minimum`` (to ``maximum``)."""
+    """A whole number from ``minimum`` (to ``maximum``), in plain digits."""
 
     def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+        if not (raw.isascii() and _WHOLE.fullmatch(raw)):
+            raise ConfigError(name, f"must be a whole number, got {raw!r}")
+        value = int(raw, 10)
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
             raise ConfigError(name, f"must be {bound}, got {value}")
@@ -65,11 +80,8 @@ def whole(minimum: int, maximum: int | None = None) -> Parser:
 
 def positive_number(name: str, raw: str) -> float:
     """A finite number above 0."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
+    value = _number(name, raw)
+    if value <= 0:
         raise ConfigError(name, f"must be a finite number above 0, got {raw!r}")
     return value
 
@@ -89,13 +101,29 @@ def day_list(name: str, raw: str) -> tuple[int, ...]:
 
 def non_negative_number(name: str, raw: str) -> float:
     """A finite number from 0."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
+    value = _number(name, raw)
+    if value < 0:
         raise ConfigError(name, f"must be a finite number from 0, got {raw!r}")
     return value
+
+
+def severity_floors(name: str, raw: str) -> tuple[tuple[str, float], ...]:
+    """``signal=floor`` items, comma-separated: each a level signal named once, each floor a finite number ≥ 0.
+
+    Spaces around items and around ``=`` are ignored. Signals not named get
+    floor 0 (contract §9).
+    """
+    floors: dict[str, float] = {}
+    for item in raw.split(","):
+        signal, sep, floor = (part.strip() for part in item.partition("="))
+        if not sep or not signal:
+            raise ConfigError(name, f"must be comma-separated signal=floor items, got {item.strip()!r} in {raw!r}")
+        if signal not in LEVEL_SIGNALS:
+            raise ConfigError(name, f"names {signal!r}, which is not one of {', '.join(LEVEL_SIGNALS)}")
+        if signal in floors:
+            raise ConfigError(name, f"names {signal} twice")
+        floors[signal] = non_negative_number(name, floor)
+    return tuple(floors.items())
 
 
 #: An SNS topic ARN (any partition); the name is 1 to 256 letters, digits, ``-`` or ``_``, plus ``.fifo`` for FIFO.
@@ -162,8 +190,18 @@ class Settings:
     data_api_page_size: int = setting("MONGODB_DATA_API_PAGE_SIZE", 5_000, whole(1, MAX_DATA_API_PAGE_SIZE))
     #: contract §10: empty (the default) turns alerts off; nothing for them is created or imported.
     alert_topic_arn: str = setting("ALERT_TOPIC_ARN", "", sns_topic_arn)
-    #: Alerts below this severity are not published (a flat window broken always is); 0 publishes every start.
-    alert_min_severity: float = setting("ALERT_MIN_SEVERITY", 1.5, non_negative_number)
+    #: contract §9: the floors of the two severity scales.
+    severity_relative_floor: float = setting(
+        "SEVERITY_RELATIVE_FLOOR", SeverityScale.relative_floor, non_negative_number
+    )
+    severity_absolute_floors: tuple[tuple[str, float], ...] = setting(
+        "SEVERITY_ABSOLUTE_FLOORS", SeverityScale.absolute_floors, severity_floors
+    )
+    #: contract §9: level 1 starts at this severity, level j + 1 at ALERT_ESCALATION_FACTOR^j times it.
+    alert_min_severity: float = setting("ALERT_MIN_SEVERITY", RaiseRules.min_severity, positive_number)
+    alert_escalation_factor: float = setting("ALERT_ESCALATION_FACTOR", RaiseRules.escalation_factor, positive_number)
+    #: contract §9: a step raises when its level beats every earlier step of its episode this recent.
+    alert_memory_hours: float = setting("ALERT_MEMORY_HOURS", RaiseRules.memory_hours, non_negative_number)
     #: At most this many alerts per message (at least 1: to publish none, leave ALERT_TOPIC_ARN empty).
     alert_max_per_message: int = setting("ALERT_MAX_PER_MESSAGE", 50, whole(1))
     metrics_namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "CryptoRiskAnomaly", text)
@@ -183,6 +221,21 @@ class Settings:
     def alerts_enabled(self) -> bool:
         """True when ``ALERT_TOPIC_ARN`` names a topic (contract §10)."""
         return self.alert_topic_arn != ""
+
+    @property
+    def severity_scale(self) -> SeverityScale:
+        """The severity scale of contract §9 (what alerts, the report and the backtest measure with)."""
+        return SeverityScale(self.severity_relative_floor, self.severity_absolute_floors)
+
+    @property
+    def raise_rules(self) -> RaiseRules:
+        """When a flagged step raises its episode (contract §9)."""
+        return RaiseRules(
+            self.alert_min_severity,
+            self.alert_escalation_factor,
+            self.alert_memory_hours,
+            self.latest_lookback_hours,
+        )
 
     @property
     def store_description(self) -> str:

@@ -107,13 +107,13 @@ def ensure_indexes(collection: Collection | None = None) -> str:
 
 
 def history_query(
-    request: RiskRequest, lookback_hours: int, *, previous_steps: bool = False
+    request: RiskRequest, lookback_hours: int, *, memory_hours: float = 0
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """Filter and projection of the one query a request needs.
 
     The filter spans exactly the time any judged window can reach (with
-    ``previous_steps``, alerts on, also the windows of the judged rows'
-    previous steps: :meth:`RiskRequest.history_start`), and names
+    ``memory_hours``, alerts on, also the windows of the steps in the memory
+    before the judged rows: :meth:`RiskRequest.history_start`), and names
     ``coin_id`` first so the ``{coin_id, timestamp}`` index serves it; with no
     coin list, ``{"$gt": ""}`` matches every non-empty string id (what the
     model can use anyway) and still lets the index be used.
@@ -122,7 +122,7 @@ def history_query(
     query = {
         "coin_id": coins,
         "timestamp": {
-            "$gt": request.history_start(lookback_hours, previous_steps=previous_steps),
+            "$gt": request.history_start(lookback_hours, memory_hours=memory_hours),
             "$lte": request.as_of,
         },
     }
@@ -206,12 +206,13 @@ def get_reader(settings: Settings | None = None) -> Reader:
 def load_history(request: RiskRequest, settings: Settings, reader: Reader | None = None) -> History:
     """Everything the request's windows need, as the model's frame: one query.
 
-    With alerts on, that includes what judging the previous steps needs (contract §9).
+    With alerts on, that includes what judging the steps of the alert memory needs (contract §9).
 
     ``_id`` is kept only for rows the request can judge (the others are
     window context and are never written).
     """
-    query, projection = history_query(request, settings.latest_lookback_hours, previous_steps=settings.alerts_enabled)
+    memory_hours = settings.alert_memory_hours if settings.alerts_enabled else 0
+    query, projection = history_query(request, settings.latest_lookback_hours, memory_hours=memory_hours)
     documents = (reader or get_reader(settings)).find(query, projection)
     judged_from, _ = request.judged_start(settings.latest_lookback_hours)
     return documents_to_history(documents, request.signals, ids_since=judged_from)

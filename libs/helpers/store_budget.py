@@ -3,10 +3,11 @@
 Lambda stops an invocation at its deadline without an answer, and SQS then
 delivers the whole batch again. So every store operation of a message must end
 before the time left runs out, less a reserve to answer in
-(:data:`libs.budget.ANSWER_RESERVE_MS`): a slow store then
+(:data:`libs.deadline.ANSWER_RESERVE_MS`): a slow store then
 fails that message with a clear reason instead of timing out the invocation.
 
-``with store_budget(seconds):`` sets one deadline for everything inside it:
+``with store_budget(deadline):`` sets one deadline for everything inside it (the message's
+:class:`~libs.deadline.Deadline`, the one type every store and SNS call reads):
 
 * the driver gets it through ``pymongo.timeout`` (client-side operation
   timeout): server selection, each command and each ``getMore`` of a
@@ -17,86 +18,76 @@ fails that message with a clear reason instead of timing out the invocation.
 
 Both turn the expiry into :class:`StoreTimeout` (a
 :class:`~libs.errors.StoreUnavailable`), whose message names the budget.
-``seconds=None`` means no budget (a context without a deadline).
+``None`` means no budget (a context without a deadline).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 import pymongo
 from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
 
+from libs.deadline import Deadline
 from libs.errors import StoreTimeout, StoreUnavailable, StoreUnreachable
 
 #: A selection timeout this close to the budget's deadline is the budget running out, not an outage.
 _EXPIRY_SLACK_S = 0.05
 
 
-@dataclass(frozen=True)
-class ActiveBudget:
-    """The active budget: its size (for messages) and its deadline on the monotonic clock."""
-
-    seconds: float
-    deadline: float
-
-    def remaining_s(self) -> float:
-        return self.deadline - time.monotonic()
-
-
-_active: ContextVar[ActiveBudget | None] = ContextVar("store_budget", default=None)
+_active: ContextVar[Deadline | None] = ContextVar("store_budget", default=None)
 
 
 @contextmanager
-def store_budget(seconds: float | None) -> Iterator[ActiveBudget | None]:
-    """Bound every store operation inside the block by ``seconds`` from now (None: no bound).
+def store_budget(limit: Deadline | float | None) -> Iterator[Deadline | None]:
+    """Bound every store operation inside the block by ``limit``: a :class:`~libs.deadline.Deadline`, or
+    seconds from now (None, or a deadline of None: no bound).
 
     Nested budgets can only shorten the deadline, as ``pymongo.timeout`` does.
-    A budget that is already spent (``seconds <= 0``) raises
-    :class:`StoreTimeout` at once: no operation could finish in it.
+    A budget that is already spent raises :class:`StoreTimeout` at once: no
+    operation could finish in it.
     """
-    if seconds is None:
+    deadline = limit if isinstance(limit, Deadline) else Deadline.after(limit)
+    left = deadline.remaining_s()
+    if left is None:
         yield _active.get()
         return
-    if seconds <= 0:
-        raise StoreTimeout(f"store time budget exhausted before the first store operation ({seconds:.3f} s left)")
-    budget = ActiveBudget(seconds, time.monotonic() + seconds)
+    if left <= 0:
+        raise StoreTimeout(f"store time budget exhausted before the first store operation ({left:.3f} s left)")
     outer = _active.get()
-    if outer is not None and outer.deadline <= budget.deadline:
-        budget = outer
-    token = _active.set(budget)
+    if outer is not None and outer.at is not None and deadline.at is not None and outer.at <= deadline.at:
+        deadline = outer
+    token = _active.set(deadline)
     try:
-        with pymongo.timeout(seconds):
-            yield budget
+        with pymongo.timeout(max(deadline.remaining_s() or 0.0, 1e-3)):
+            yield deadline
     finally:
         _active.reset(token)
 
 
-def active_budget() -> ActiveBudget | None:
-    """The budget in force in this context, or None."""
+def active_budget() -> Deadline | None:
+    """The store deadline in force in this context, or None."""
     return _active.get()
 
 
 def remaining_s() -> float | None:
-    """Seconds left in the active budget (may be negative), or None without a budget."""
-    budget = _active.get()
-    return None if budget is None else budget.remaining_s()
+    """Seconds left before the store deadline (may be negative), or None without one."""
+    deadline = _active.get()
+    return None if deadline is None else deadline.remaining_s()
 
 
 def budget_expired() -> bool:
-    """Whether a budget is active and its deadline has passed."""
-    left = remaining_s()
-    return left is not None and left <= 0
+    """Whether a store deadline is active and has passed."""
+    deadline = _active.get()
+    return deadline is not None and deadline.expired()
 
 
 def timeout_error(doing: str, detail: str = "") -> StoreTimeout:
     """The clear error for a budget that ran out while ``doing`` something (e.g. "reading history")."""
-    budget = _active.get()
-    size = f"{budget.seconds:.1f} s " if budget is not None else ""
+    deadline = _active.get()
+    size = f"{deadline.seconds:.1f} s " if deadline is not None and deadline.seconds is not None else ""
     reason = f"store time budget of {size}ran out while {doing}"
     return StoreTimeout(f"{reason} ({detail})" if detail else reason)
 

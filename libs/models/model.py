@@ -181,21 +181,22 @@ def judge(frame: pd.DataFrame, judged: np.ndarray, params: ModelParams) -> pd.Da
     ``is_anomaly`` is a nullable boolean, NA (and the fences NaN) where the
     window holds fewer than ``min_observations`` values.
     """
-    return concat_results(judge_one() for _, judge_one in signal_judges(frame, judged, params))
+    rows = sort_rows(frame, judged, params.periods_days)
+    return concat_results(judge_one() for _, judge_one in signal_judges(frame, rows, params))
 
 
 def signal_judges(
-    frame: pd.DataFrame, judged: np.ndarray, params: ModelParams
+    frame: pd.DataFrame, rows: SortedRows | None, params: ModelParams
 ) -> Iterator[tuple[str, Callable[[], pd.DataFrame]]]:
     """``(signal, judge_one)`` for each requested signal, in order; ``judge_one()`` returns its results.
 
     The one place signals are iterated. Signals are judged independently, so
     judging them one call at a time changes no result; the rows are sorted
-    once, for all of them, before the first is yielded. Handing out a call
-    rather than a result lets the caller time and trace each signal's work
-    (ops asked for processing time per signal) without the model knowing.
+    once (:func:`sort_rows`, by the caller, who may reuse them), for all of
+    them. Handing out a call rather than a result lets the caller time and
+    trace each signal's work (ops asked for processing time per signal)
+    without the model knowing.
     """
-    rows = sort_rows(frame, judged, params.periods_days)
     for signal in params.signals:
         if rows is None:
             yield signal, empty_results

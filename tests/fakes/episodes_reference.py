@@ -1,4 +1,4 @@
-"""A plain-Python reference of contract §9 and §11 (direction, severity, episodes, starts).
+"""A plain-Python reference of contract §9 and §11 (direction, severity, levels, episodes, raises).
 
 Deliberately naive: one entry at a time, dicts and lists, Python's ``sorted``;
 it shares nothing with the vectorised :mod:`libs.models.episodes` it checks.
@@ -12,8 +12,34 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
 from typing import Any
+
+#: contract §9's defaults, written out again here (not imported from the code under test).
+RATIO_SIGNALS = {"latest_price", "volume", "market_cap"}
+DEFAULT_FLOORS = {
+    "volatility_index": 2.0,
+    "market_cap_score": 1.0,
+    "liquidity_risk_score": 1.0,
+    "volatility_risk_score": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings of contract §9, as plain values."""
+
+    relative_floor: float = 0.01
+    floors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FLOORS))
+    min_severity: float = 3.0
+    factor: float = 2.0
+    memory_hours: float = 24.0
+    lookback_hours: float = 24.0
+
+
+DEFAULTS = Rules()
 
 
 def _number(x: Any) -> float:
@@ -32,17 +58,43 @@ def direction_of(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def severity_of(entry: dict[str, Any]) -> float | None:
-    """IQRs beyond the fence; None when not flagged or when the window was flat."""
+def severity_of(entry: dict[str, Any], rules: Rules = DEFAULTS) -> float | None:
+    """contract §9's severity by its formulas, one entry at a time; None when not flagged or without a scale."""
     direction = direction_of(entry)
     if direction is None:
         return None
-    iqr = _number(entry["q3"]) - _number(entry["q1"])
-    if iqr == 0:
+    value, q1, q3 = _number(entry["value"]), _number(entry["q1"]), _number(entry["q3"])
+    lower, upper = _number(entry["lower"]), _number(entry["upper"])
+    if entry["signal"] in RATIO_SIGNALS:
+        if not (q1 > 0 and value > 0):
+            return None
+        spread = max(_ln_ratio(q3, q1), math.log(1 + rules.relative_floor))
+        beyond = _ln_ratio(value, upper) if direction == "spike" else _ln_ratio(lower, value)
+    else:
+        spread = max(q3 - q1, rules.floors.get(entry["signal"], 0.0))
+        beyond = value - upper if direction == "spike" else lower - value
+    if spread == 0:
         return None
-    if direction == "spike":
-        return (_number(entry["value"]) - _number(entry["upper"])) / iqr
-    return (_number(entry["lower"]) - _number(entry["value"])) / iqr
+    return beyond / spread
+
+
+def _ln_ratio(a: float, b: float) -> float:
+    """ln(a / b) of two positive floats to 50 significant digits (decimal arithmetic on their exact values)."""
+    with localcontext() as context:
+        context.prec = 50
+        return float((Decimal(a) / Decimal(b)).ln())
+
+
+def level_of(severity: float | None, rules: Rules = DEFAULTS) -> int:
+    """contract §9's level: how many thresholds m, m·f, m·f², … the severity reaches (counted one by one)."""
+    if severity is None or severity < rules.min_severity:
+        return 0
+    if rules.factor <= 1:
+        return 1
+    level = 0
+    while severity >= rules.min_severity * rules.factor**level:
+        level += 1
+    return level
 
 
 def is_flat(entry: dict[str, Any]) -> bool:
@@ -55,38 +107,50 @@ def _beyond(entry: dict[str, Any]) -> float:
     return _number(entry["lower"]) - _number(entry["value"])
 
 
-def reference_episodes(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
-    """Episodes as contract §9 and §11 define them, ranked; one dict per episode."""
-    lookback = timedelta(hours=lookback_hours)
+def _by_key(entries: list[dict[str, Any]]) -> dict[tuple, list[tuple[int, dict[str, Any]]]]:
     by_key: dict[tuple, list[tuple[int, dict[str, Any]]]] = {}
     for position, entry in enumerate(entries):
         key = (entry["coin_id"], entry["signal"], int(entry["period_days"]))
         by_key.setdefault(key, []).append((position, entry))
+    return by_key
+
+
+def _episodes_of(members: list[tuple[int, dict[str, Any]]], direction: str, lookback: timedelta):
+    """The episodes of one key in one direction: lists of (step time, [(position, entry) flagged at it])."""
+    episodes: list[list[tuple[datetime, list[tuple[int, dict[str, Any]]]]]] = []
+    current: list[tuple[datetime, list[tuple[int, dict[str, Any]]]]] = []
+    previous_step: datetime | None = None
+    previous_flagged = False
+    for step in sorted({entry["timestamp"] for _, entry in members}):
+        at_step = [(p, e) for p, e in members if e["timestamp"] == step and direction_of(e) == direction]
+        flagged = bool(at_step)
+        continues = flagged and previous_flagged and previous_step is not None and step - previous_step <= lookback
+        if not continues and current:
+            episodes.append(current)
+            current = []
+        if flagged:
+            current.append((step, at_step))
+        previous_step = step
+        previous_flagged = flagged
+    if current:
+        episodes.append(current)
+    return episodes
+
+
+def reference_episodes(
+    entries: list[dict[str, Any]], lookback_hours: float, rules: Rules = DEFAULTS
+) -> list[dict[str, Any]]:
+    """Episodes as contract §9 and §11 define them, ranked; one dict per episode."""
     episodes = []
-    for key, members in by_key.items():
-        steps = sorted({entry["timestamp"] for _, entry in members})
+    for key, members in _by_key(entries).items():
         for direction in ("spike", "dip"):
-            current: list[tuple[int, dict[str, Any]]] = []
-            previous_step: datetime | None = None
-            previous_flagged = False
-            for step in steps:
-                at_step = [(p, e) for p, e in members if e["timestamp"] == step and direction_of(e) == direction]
-                flagged = bool(at_step)
-                continues = (
-                    flagged and previous_flagged and previous_step is not None and step - previous_step <= lookback
-                )
-                if not continues and current:
-                    episodes.append(_episode(key, direction, current))
-                    current = []
-                current.extend(at_step)
-                previous_step = step
-                previous_flagged = flagged
-            if current:
-                episodes.append(_episode(key, direction, current))
+            for episode in _episodes_of(members, direction, timedelta(hours=lookback_hours)):
+                flagged = [pe for _, at_step in episode for pe in at_step]
+                episodes.append(_episode(key, direction, flagged, rules))
     return sorted(
         episodes,
         key=lambda e: (
-            e["flat_window"],
+            e["peak_severity"] is None,
             -(e["peak_severity"] or 0.0),
             e["coin_id"],
             e["signal"],
@@ -97,11 +161,11 @@ def reference_episodes(entries: list[dict[str, Any]], lookback_hours: int) -> li
     )
 
 
-def _episode(key: tuple, direction: str, members: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
-    finite = [(p, e) for p, e in members if severity_of(e) is not None]
+def _episode(key: tuple, direction: str, members: list[tuple[int, dict[str, Any]]], rules: Rules) -> dict[str, Any]:
+    finite = [(p, e) for p, e in members if severity_of(e, rules) is not None]
     if finite:
-        best_severity = max(severity_of(e) for _, e in finite)
-        candidates = [(p, e) for p, e in finite if severity_of(e) == best_severity]
+        best_severity = max(severity_of(e, rules) for _, e in finite)
+        candidates = [(p, e) for p, e in finite if severity_of(e, rules) == best_severity]
     else:
         candidates = list(members)
     first_time = min(e["timestamp"] for _, e in candidates)
@@ -120,26 +184,42 @@ def _episode(key: tuple, direction: str, members: list[tuple[int, dict[str, Any]
         "observations": len(members),
         "peak_timestamp": peak["timestamp"],
         "peak_value": _number(peak["value"]),
-        "peak_severity": severity_of(peak),
-        "flat_window": not finite,
+        "peak_severity": severity_of(peak, rules),
+        "flat_window": is_flat(peak),
     }
 
 
-def reference_starts(
-    flagged: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]], lookback_hours: int
-) -> list[bool]:
-    """contract §9 "starts an episode", one bool per flagged dict, from plain set membership."""
-    known = {(p["coin_id"], p["signal"], int(p["period_days"]), p["timestamp"], p["direction"]) for p in previous}
-    lookback = timedelta(hours=lookback_hours)
-    answers = []
-    for f in flagged:
-        before = f["previous_timestamp"]
-        if before is None or not (timedelta(0) < f["timestamp"] - before <= lookback):
-            answers.append(True)
-            continue
-        key = (f["coin_id"], f["signal"], int(f["period_days"]), before, f["direction"])
-        answers.append(key not in known)
-    return answers
+def reference_raises(entries: list[dict[str, Any]], rules: Rules = DEFAULTS) -> list[dict[str, Any]]:
+    """contract §9's raises, step by step: the most severe entry of each raising (step, direction), with
+    ``direction``, ``severity``, ``level`` and ``flat_window`` added. Plain loops over steps and episodes."""
+    raises = []
+    lookback, memory = timedelta(hours=rules.lookback_hours), timedelta(hours=rules.memory_hours)
+    for _key, members in _by_key(entries).items():
+        for direction in ("spike", "dip"):
+            for episode in _episodes_of(members, direction, lookback):
+                levels: list[tuple[datetime, int]] = []
+                for step, at_step in episode:
+
+                    def rank(pe: tuple[int, dict[str, Any]]) -> tuple:
+                        severity = severity_of(pe[1], rules)
+                        return (severity is not None, severity or 0.0, _beyond(pe[1]), -pe[0])
+
+                    _, best = max(at_step, key=rank)
+                    severity = severity_of(best, rules)
+                    level = level_of(severity, rules)
+                    earlier = [lv for when, lv in levels if step - when <= memory]
+                    if level >= 1 and all(lv < level for lv in earlier):
+                        raises.append(
+                            {
+                                **best,
+                                "direction": direction,
+                                "severity": severity,
+                                "level": level,
+                                "flat_window": is_flat(best),
+                            }
+                        )
+                    levels.append((step, level))
+    return raises
 
 
 def reference_stored_entries(
@@ -199,7 +279,9 @@ def iso_ms(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def reference_json(entries: list[dict[str, Any]], lookback_hours: int) -> list[dict[str, Any]]:
+def reference_json(
+    entries: list[dict[str, Any]], lookback_hours: float, rules: Rules = DEFAULTS
+) -> list[dict[str, Any]]:
     """contract §11's episodes.json of the reference's episodes."""
     return [
         {
@@ -208,7 +290,7 @@ def reference_json(entries: list[dict[str, Any]], lookback_hours: int) -> list[d
             "end": iso_ms(episode["end"]),
             "peak_timestamp": iso_ms(episode["peak_timestamp"]),
         }
-        for episode in reference_episodes(entries, lookback_hours)
+        for episode in reference_episodes(entries, lookback_hours, rules)
     ]
 
 

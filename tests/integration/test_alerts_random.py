@@ -1,9 +1,9 @@
 """Random histories through the whole message path with alerts on, against the plain reference (contract §9, §10).
 
-The unit tests judge starts on a frame of every document; here the message's
-own history query decides what is loaded, so a previous step lying exactly
-``ANOMALY_LATEST_LOOKBACK_HOURS`` back, and its own trailing window, must come
-from that one query. SNS is a recording stand-in (the real API is
+The unit tests judge raises on a frame of every document; here the message's
+own history query decides what is loaded, so a step lying exactly
+``ALERT_MEMORY_HOURS`` back, and its own trailing window, must come from that
+one query. SNS is a recording stand-in (the real API is
 tests/integration/test_alerts_sns.py's); expectations come from
 ``tests/fakes/alerts_reference.py`` over the stored documents.
 """
@@ -24,7 +24,8 @@ from libs.helpers.constants_helper import load_settings
 from libs.helpers.mongodb_helper import get_collection
 from libs.processor import process_message
 from libs.tools.embedded_store import reset_embedded_store
-from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
+from tests.fakes.alerts_reference import assert_same_alerts, reference_alerts, reference_latest_raises
+from tests.fakes.episodes_reference import Rules
 from tests.fakes.examples import examples
 from tests.fakes.series import T0, histories
 
@@ -54,15 +55,17 @@ def recording_sns():
 @given(
     history=histories(),
     lookback=st.sampled_from([1, 3, 24]),
+    memory=st.sampled_from([0, 2, 3, 24]),
     k=st.sampled_from([0.5, 1.5]),
-    min_severity=st.sampled_from([0.0, 1.5]),
+    min_severity=st.sampled_from([0.5, 3.0]),
+    factor=st.sampled_from([0.5, 2.0]),
     cap=st.sampled_from([1, 3, 50]),
     min_observations=st.sampled_from([1, 4]),
 )
 def test_a_latest_mode_message_publishes_the_reference_alerts(
-    recording_sns, history, lookback, k, min_severity, cap, min_observations
+    recording_sns, history, lookback, memory, k, min_severity, factor, cap, min_observations
 ):
-    # given: random coins (ties, gaps at and around the lookback, junk values) in the store, alerts on
+    # given: random coins (ties, gaps at and around the memory, junk values) in the store, alerts on
     documents, as_of_hour = history
     reset_embedded_store()
     constants_helper.reset_settings()
@@ -73,8 +76,10 @@ def test_a_latest_mode_message_publishes_the_reference_alerts(
         "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:risk-alerts",
         "ANOMALY_PERIODS": "1,2",
         "ANOMALY_LATEST_LOOKBACK_HOURS": str(lookback),
+        "ALERT_MEMORY_HOURS": str(memory),
         "QUANTILE_DEVIATION_LIMIT": str(k),
         "ALERT_MIN_SEVERITY": str(min_severity),
+        "ALERT_ESCALATION_FACTOR": str(factor),
         "ALERT_MAX_PER_MESSAGE": str(cap),
         "ANOMALY_MIN_OBSERVATIONS": str(min_observations),
     }
@@ -85,25 +90,18 @@ def test_a_latest_mode_message_publishes_the_reference_alerts(
     # when
     summary = process_message(body, "m-1", load_settings(options), now=as_of, collection=store)
 
-    # then: the reference's alerts over the stored documents go out, in its order, ten at most a call
-    starts = reference_starts(
+    # then: the reference's alerts over every stored document go out, in its order, ten at most a call
+    raises = reference_latest_raises(
         list(store.find({})),
         as_of=as_of,
-        lookback_hours=lookback,
         signals=SIGNALS,
         periods=(1, 2),
         k=k,
         min_observations=min_observations,
+        rules=Rules(min_severity=min_severity, factor=factor, memory_hours=memory, lookback_hours=lookback),
     )
-    published, _, withheld = reference_selection(reference_alerts(starts, "m-1"), min_severity, cap)
+    expected = reference_alerts(raises, "m-1")
     sent = [json.loads(entry["Message"]) for call in recording_sns.calls for entry in call]
     assert all(len(call) <= 10 for call in recording_sns.calls)
-    assert [a["alert_id"] for a in sent] == [a["alert_id"] for a in published]
-    for mine, theirs in zip(sent, published, strict=True):
-        assert mine["value"] == pytest.approx(theirs["value"], rel=1e-12)
-        assert mine["flat_window"] == theirs["flat_window"]
-        assert (mine["severity"] is None) == (theirs["severity"] is None)
-        if theirs["severity"] is not None:
-            assert mine["severity"] == pytest.approx(theirs["severity"], rel=1e-9)
-        assert [w["period_days"] for w in mine["windows"]] == [w["period_days"] for w in theirs["windows"]]
-    assert (summary.alerts_published, summary.alerts_withheld) == (len(published), withheld)
+    assert_same_alerts(sent, expected[:cap])
+    assert (summary.alerts_published, summary.alerts_withheld) == (len(expected[:cap]), len(expected[cap:]))

@@ -9,6 +9,7 @@ in, alerts out), never with the code under test.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,9 +23,12 @@ from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.processor import process_message
 from libs.tools.local.sqs_endpoint import FAKE_CREDENTIALS
 from libs.tools.synthetic import synthetic_documents
-from tests.fakes.alerts_reference import reference_alerts, reference_selection, reference_starts
+from tests.fakes.alerts_reference import reference_alerts, reference_latest_raises
+from tests.fakes.episodes_reference import Rules
 
 END = datetime(2024, 11, 1)
+#: A minimum severity low enough for the synthetic coins' planted anomalies to raise many alerts.
+LOW = "0.5"
 
 
 @pytest.fixture
@@ -80,23 +84,28 @@ def alerting(topic_arn: str, **more: str):
     return load_settings({"MONGODB_URI": "mongomock://", "ALERT_TOPIC_ARN": topic_arn, **more})
 
 
-def expected(documents, settings, request_id: str, **options) -> tuple[list[dict], int, int]:
-    """(alerts published in order, below the threshold, withheld) by the plain reference."""
-    starts = reference_starts(
+def expected(documents, settings, request_id: str, **options) -> tuple[list[dict], int]:
+    """(alerts published in order, withheld by the cap) by the plain reference."""
+    raises = reference_latest_raises(
         documents,
         as_of=options.get("as_of", END),
-        lookback_hours=settings.latest_lookback_hours,
         signals=options.get("signals", SIGNALS),
         periods=settings.periods_days,
         k=settings.deviation_limit,
         min_observations=settings.min_observations,
+        rules=Rules(
+            relative_floor=settings.severity_relative_floor,
+            floors=dict(settings.severity_absolute_floors),
+            min_severity=settings.alert_min_severity,
+            factor=settings.alert_escalation_factor,
+            memory_hours=settings.alert_memory_hours,
+            lookback_hours=settings.latest_lookback_hours,
+        ),
         coin_ids=options.get("coin_ids"),
     )
-    alerts = reference_alerts(starts, request_id)
-    published, below, withheld = reference_selection(
-        alerts, settings.alert_min_severity, settings.alert_max_per_message
-    )
-    return [{k: v for k, v in a.items() if not k.startswith("_")} for a in published], below, withheld
+    alerts = reference_alerts(raises, request_id)
+    cap = settings.alert_max_per_message
+    return [{k: v for k, v in a.items() if not k.startswith("_")} for a in alerts[:cap]], len(alerts[cap:])
 
 
 def stored_flags(store) -> dict:
@@ -122,8 +131,10 @@ def same_bodies(received: list[dict[str, Any]], published: list[dict[str, Any]])
             k: v for k, v in theirs.items() if k not in ("value", "severity", "windows")
         }
         assert mine["value"] == pytest.approx(theirs["value"], rel=1e-12)
-        assert (mine["severity"] is None) == (theirs["severity"] is None)
-        assert [w["period_days"] for w in mine["windows"]] == [w["period_days"] for w in theirs["windows"]]
+        assert mine["severity"] == pytest.approx(theirs["severity"], rel=1e-9)
+        assert [(w["period_days"], w["level"]) for w in mine["windows"]] == [
+            (w["period_days"], w["level"]) for w in theirs["windows"]
+        ]
 
 
 # --- a real topic, a raw subscription ---------------------------------------------------------
@@ -133,11 +144,11 @@ def test_a_latest_mode_message_publishes_the_reference_alerts_with_their_attribu
     # given: synthetic coins whose newest observations carry planted anomalies, and alerts on
     documents = seeded(store)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="0")
+    settings = alerting(topic_arn, ALERT_MIN_SEVERITY=LOW)
     # when: one latest-mode message for every coin
     summary = process_message(json.dumps({"as_of": END.isoformat()}), "m-1", settings, now=END)
     # then: what arrives is what the reference publishes, with the filter attributes
-    published, _, withheld = expected(documents, settings, "m-1")
+    published, withheld = expected(documents, settings, "m-1")
     received = drain(sqs, inbox)
     assert published and len(received) == len(published)
     same_bodies(received, published)
@@ -148,11 +159,9 @@ def test_a_latest_mode_message_publishes_the_reference_alerts_with_their_attribu
         assert attributes["coin_id"] == {"DataType": "String", "StringValue": body["coin_id"]}
         assert attributes["signal"]["StringValue"] == body["signal"]
         assert attributes["direction"]["StringValue"] == body["direction"]
-        if body["severity"] is None:
-            assert "severity" not in attributes
-        else:
-            assert attributes["severity"]["DataType"] == "Number"
-            assert float(attributes["severity"]["StringValue"]) == pytest.approx(body["severity"], abs=1e-5)
+        assert attributes["level"] == {"DataType": "Number", "StringValue": str(body["level"])}
+        assert attributes["severity"]["DataType"] == "Number"
+        assert float(attributes["severity"]["StringValue"]) == pytest.approx(body["severity"], abs=1e-5)
 
 
 def test_alerts_change_nothing_that_is_written(store, sns, sqs):
@@ -171,7 +180,7 @@ def test_alerts_change_nothing_that_is_written(store, sns, sqs):
 def test_a_redelivered_message_publishes_the_same_alert_ids(store, sns, sqs):
     seeded(store)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="0")
+    settings = alerting(topic_arn, ALERT_MIN_SEVERITY=LOW)
     body = json.dumps({"as_of": END.isoformat(), "request_id": "hourly"})
     process_message(body, "m-1", settings, now=END)
     first = sorted(json.loads(m["Body"])["alert_id"] for m in drain(sqs, inbox))
@@ -183,13 +192,13 @@ def test_a_redelivered_message_publishes_the_same_alert_ids(store, sns, sqs):
 def test_the_envelope_of_a_plain_subscription_carries_the_subject(store, sns, sqs):
     seeded(store, coins=3)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts", raw=False)
-    process_message(json.dumps({"as_of": END.isoformat()}), "m-1", alerting(topic_arn, ALERT_MIN_SEVERITY="0"), now=END)
+    process_message(json.dumps({"as_of": END.isoformat()}), "m-1", alerting(topic_arn, ALERT_MIN_SEVERITY=LOW), now=END)
     envelopes = [json.loads(m["Body"]) for m in drain(sqs, inbox)]
     assert envelopes
     for envelope in envelopes:
         body = json.loads(envelope["Message"])
         assert 0 < len(envelope["Subject"]) <= MAX_SUBJECT_CHARS
-        assert envelope["Subject"].startswith(f"{body['coin_id']} {body['signal']} {body['direction']}: ")
+        assert envelope["Subject"].startswith(f"{body['coin_id']} {body['signal']} {body['direction']}, level ")
         assert envelope["MessageAttributes"]["direction"]["Value"] == body["direction"]
 
 
@@ -197,13 +206,13 @@ def test_a_fifo_topic_dedupes_a_redelivery_and_groups_by_coin(store, sns, sqs):
     # given a FIFO topic with a FIFO queue subscribed
     documents = seeded(store)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts", fifo=True)
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="0")
+    settings = alerting(topic_arn, ALERT_MIN_SEVERITY=LOW)
     body = json.dumps({"as_of": END.isoformat()})
     # when the message is processed twice (a redelivery)
     process_message(body, "m-1", settings, now=END)
     process_message(body, "m-1", settings, now=END)
     # then each alert arrives once, deduplicated by its id, in its coin's group
-    published, _, _ = expected(documents, settings, "m-1")
+    published, _ = expected(documents, settings, "m-1")
     received = drain(sqs, inbox)
     assert len(received) == len(published)
     same_bodies(received, published)
@@ -216,8 +225,8 @@ def test_a_fifo_topic_dedupes_a_redelivery_and_groups_by_coin(store, sns, sqs):
 # --- threshold, cap, range mode -----------------------------------------------------------------
 
 
-def test_a_broken_flat_window_alerts_whatever_alert_min_severity_says(store, sns, sqs):
-    # given: coin "flat" sat at 5.0 for days, then moved a little; coin "spiky" has an ordinary spike
+def test_a_broken_flat_window_alerts_by_its_severity_against_the_floor_like_any_other(store, sns, sqs):
+    # given: coin "flat" sat at 5.0 for days, then rose 10 %; coin "spiky" has an ordinary spike
     hours = [END - timedelta(hours=6 * i) for i in range(40)][::-1]
     flat = [{"coin_id": "flat", "timestamp": t, "volume": 5.0} for t in hours[:-1]]
     flat.append({"coin_id": "flat", "timestamp": hours[-1], "volume": 5.5})
@@ -225,24 +234,30 @@ def test_a_broken_flat_window_alerts_whatever_alert_min_severity_says(store, sns
     spiky.append({"coin_id": "spiky", "timestamp": hours[-1], "volume": 40.0})
     store.insert_many(flat + spiky)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
-    # when: a threshold no finite severity here reaches
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="1000")
-    summary = process_message(json.dumps({"as_of": END.isoformat(), "signals": ["volume"]}), "m", settings, now=END)
-    # then: only the flat window broken is published
-    (message,) = drain(sqs, inbox)
-    alert = json.loads(message["Body"])
-    assert (alert["coin_id"], alert["flat_window"], alert["severity"]) == ("flat", True, None)
-    assert summary.alerts_published == 1 and summary.alerts_withheld == 0
-    published, below, _ = expected(list(store.find({})), settings, "m", signals=("volume",))
-    assert [a["alert_id"] for a in published] == [alert["alert_id"]] and below == 1
+    body = json.dumps({"as_of": END.isoformat(), "signals": ["volume"]})
+    # when: the default minimum, then one above the flat window's severity
+    default = alerting(topic_arn)
+    process_message(body, "m", default, now=END)
+    at_default = [json.loads(m["Body"]) for m in drain(sqs, inbox)]
+    strict = alerting(topic_arn, ALERT_MIN_SEVERITY="1000")
+    summary = process_message(body, "m", strict, now=END)
+    # then: the flat window's 10 % rise is ln(1.1) / ln(1.01) = 9.6 floors of spread: it alerts at the default
+    # minimum, flat_window saying why, and is held to the minimum like any other (nothing at 1,000)
+    flat_alert = next(a for a in at_default if a["coin_id"] == "flat")
+    assert flat_alert["flat_window"] is True
+    assert flat_alert["severity"] == pytest.approx(math.log(1.1) / math.log(1.01))
+    assert [a["alert_id"] for a in at_default] == [
+        a["alert_id"] for a in expected(list(store.find({})), default, "m", signals=("volume",))[0]
+    ]
+    assert drain(sqs, inbox) == [] and summary.alerts_published == 0
 
 
 def test_at_most_alert_max_per_message_go_out_the_most_severe_first(store, sns, sqs):
     documents = seeded(store, coins=12)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="0", ALERT_MAX_PER_MESSAGE="3")
+    settings = alerting(topic_arn, ALERT_MIN_SEVERITY=LOW, ALERT_MAX_PER_MESSAGE="3")
     summary = process_message(json.dumps({"as_of": END.isoformat()}), "m-1", settings, now=END)
-    published, _, withheld = expected(documents, settings, "m-1")
+    published, withheld = expected(documents, settings, "m-1")
     assert len(published) == 3 and withheld > 0
     same_bodies(drain(sqs, inbox), published)
     assert (summary.alerts_published, summary.alerts_withheld) == (3, withheld)
@@ -252,15 +267,15 @@ def test_a_range_mode_message_publishes_nothing(store, sns, sqs):
     seeded(store)
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
     body = json.dumps({"since": (END - timedelta(days=2)).isoformat(), "as_of": END.isoformat()})
-    summary = process_message(body, "m-1", alerting(topic_arn, ALERT_MIN_SEVERITY="0"), now=END)
+    summary = process_message(body, "m-1", alerting(topic_arn, ALERT_MIN_SEVERITY=LOW), now=END)
     assert summary.anomalies_total > 0
     assert drain(sqs, inbox) == [] and summary.alerts_published == 0 and "alerts" not in summary.stage_ms
 
 
-def test_the_one_query_reaches_the_previous_steps_window(store, sns, sqs):
-    # given (2-day window, 10 observations needed): coins a and b spike an hour before as_of; a's
-    # previous step, 24 h earlier, spiked too, and its window holds 10 observations only counting
-    # one 72.5 h before as_of, which a query reaching back 24 h + 2 days would not read
+def test_the_one_query_reaches_the_windows_of_the_memorys_steps(store, sns, sqs):
+    # given (2-day window, 10 observations needed, a day's memory): coins a and b spike an hour before as_of;
+    # a's step 24 h earlier spiked as high, and its window holds 10 observations only counting one 72.5 h
+    # before as_of, which a query reaching back the lookback and 2 days, without the memory, would not read
     calm = [(-48 + 3 * i, 10.0 + i % 4) for i in range(8)]
     a = [(-72.5, 10.0), *calm, (-25, 100.0), (-1, 100.0)]
     b = [(-72.5, 10.0), *calm, (-25, 11.0), (-1, 100.0)]
@@ -272,13 +287,13 @@ def test_the_one_query_reaches_the_previous_steps_window(store, sns, sqs):
         ]
     )
     topic_arn, inbox = subscribed_topic(sns, sqs, "risk-alerts")
-    settings = alerting(topic_arn, ALERT_MIN_SEVERITY="0", ANOMALY_PERIODS="2", ANOMALY_MIN_OBSERVATIONS="10")
+    settings = alerting(topic_arn, ALERT_MIN_SEVERITY=LOW, ANOMALY_PERIODS="2", ANOMALY_MIN_OBSERVATIONS="10")
     # when
     summary = process_message(json.dumps({"as_of": END.isoformat(), "signals": ["volume"]}), "m", settings, now=END)
-    # then: both are flagged, and only b's spike starts an episode
+    # then: both are flagged, and only b's spike raises (a's episode reached that level a day ago)
     assert summary.anomalies == {"volume.2d": 2}
     assert [json.loads(m["Body"])["coin_id"] for m in drain(sqs, inbox)] == ["b"]
-    published, _, _ = expected(list(store.find({})), settings, "m", signals=("volume",))
+    published, _ = expected(list(store.find({})), settings, "m", signals=("volume",))
     assert [a["coin_id"] for a in published] == ["b"]
 
 
@@ -287,7 +302,7 @@ def test_the_one_query_reaches_the_previous_steps_window(store, sns, sqs):
 
 def test_a_missing_topic_fails_the_message_after_its_flags_are_written(store, sns, sqs):
     seeded(store, coins=3)
-    settings = alerting("arn:aws:sns:us-east-1:123456789012:no-such-topic", ALERT_MIN_SEVERITY="0")
+    settings = alerting("arn:aws:sns:us-east-1:123456789012:no-such-topic", ALERT_MIN_SEVERITY=LOW)
     with pytest.raises(AlertPublishFailed, match="NotFound"):
         process_message(json.dumps({"as_of": END.isoformat()}), "m-1", settings, now=END)
     assert stored_flags(store)
@@ -302,7 +317,7 @@ def test_a_publish_failure_fails_the_message_and_its_redelivery_publishes_everyt
     documents = seeded(store, coins=4)
     topic_arn = "arn:aws:sns:us-east-1:123456789012:risk-alerts"
     monkeypatch.setenv("ALERT_TOPIC_ARN", topic_arn)
-    monkeypatch.setenv("ALERT_MIN_SEVERITY", "0")
+    monkeypatch.setenv("ALERT_MIN_SEVERITY", LOW)
     constants_helper.reset_settings()
     sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps({"as_of": END.isoformat(), "request_id": "r"}))
     poller = Poller(sqs, queues.url, wait_seconds=0)
@@ -319,7 +334,7 @@ def test_a_publish_failure_fails_the_message_and_its_redelivery_publishes_everyt
         constants_helper.reset_settings()
     # then: the redelivery succeeded and every alert arrived; nothing was dead-lettered
     assert stats.succeeded == 1
-    published, _, _ = expected(documents, constants_helper.get_settings(), "r")
+    published, _ = expected(documents, constants_helper.get_settings(), "r")
     assert published
     same_bodies(drain(sqs, inbox), published)
     assert drain(sqs, queues.dlq_url) == []

@@ -281,4 +281,30 @@ def test_a_context_with_only_the_remaining_time_keeps_its_budget(seeded, json_lo
     assert roomy == {"batchItemFailures": []}
     assert failed_ids(tight) == ["msg-0", "msg-1"]
     reasons = {line["reason"] for line in json_logs.lines() if line.get("failure") == "time_budget"}
-    assert reasons == {"not started: 1000 ms left, below ANOMALY_TIME_MARGIN_MS=15000"}
+    assert reasons == {
+        "not started: 1000 ms left, below the start margin of 15000 ms"
+        " (ANOMALY_TIME_MARGIN_MS, plus the alerts step's worst case with alerts on)"
+    }
+
+
+def test_with_alerts_on_a_message_starts_only_when_the_alerts_worst_case_fits_too(seeded, json_logs, monkeypatch):
+    # given alerts on, so the start margin is ANOMALY_TIME_MARGIN_MS (15 s) plus the alerts step's worst case
+    # (50 alerts at most: ten calls of 3 s)
+    from libs.helpers import constants_helper
+
+    monkeypatch.setenv("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts")
+    constants_helper.reset_settings()
+    event = sqs_event({"as_of": END.isoformat()})
+    try:
+        # when the handler runs with 44 s left: more than the bare margin, less than margin plus alerts
+        response = handler.handler(event, _OnlyRemainingTime(44_000))
+    finally:
+        constants_helper.reset_settings()
+    # then the message is not started (it would write its flags, then lack the time to publish them)
+    assert failed_ids(response) == ["msg-0"]
+    reasons = {line["reason"] for line in json_logs.lines() if line.get("failure") == "time_budget"}
+    assert reasons == {
+        "not started: 44000 ms left, below the start margin of 45000 ms"
+        " (ANOMALY_TIME_MARGIN_MS, plus the alerts step's worst case with alerts on)"
+    }
+    assert seeded[0].count_documents({"anomalies": {"$exists": True}}) == 0

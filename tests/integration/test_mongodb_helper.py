@@ -88,11 +88,11 @@ def test_with_alerts_on_the_one_latest_mode_query_reaches_back_one_more_lookback
     off = load_history(request, settings, reader).frame
     on = load_history(request, alerting, reader).frame
 
-    # then each is one query; with alerts on it reaches back 48 h + 7 days instead of 24 h + 7 days
+    # then each is one query; with alerts on it reaches back the memory more: 48 h + 7 days instead of 24 h + 7 days
     assert reader.calls == 2
     assert off["timestamp"].min() == AS_OF - timedelta(hours=24) - timedelta(days=7) + timedelta(hours=1)
     assert on["timestamp"].min() == AS_OF - timedelta(hours=48) - timedelta(days=7) + timedelta(hours=1)
-    query, _ = history_query(request, 24, previous_steps=True)
+    query, _ = history_query(request, 24, memory_hours=24)
     assert query["timestamp"]["$gt"] == AS_OF - timedelta(hours=48) - timedelta(days=7)
 
 

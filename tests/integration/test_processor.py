@@ -76,3 +76,34 @@ def test_nothing_to_judge_is_a_success_with_nothing_written(store, settings):
 def test_utc_now_is_naive_and_whole_milliseconds():
     now = utc_now()
     assert now.tzinfo is None and now.microsecond % 1000 == 0
+
+
+class _BudgetReader:
+    """Reads the store, noting how much of the store deadline is left when the history query runs."""
+
+    def __init__(self, collection):
+        self._collection = collection
+        self.left_s: float | None = None
+
+    def find(self, query, projection):
+        from libs.helpers.store_budget import remaining_s
+
+        self.left_s = remaining_s()
+        return list(self._collection.find(query, projection))
+
+
+@pytest.mark.parametrize(("body", "kept_for_alerts_s"), [({"as_of": END.isoformat()}, 30.0), ({}, 0.0)])
+def test_with_alerts_on_the_store_must_finish_the_alerts_worst_case_before_the_deadline(store, body, kept_for_alerts_s):
+    # given alerts on (50 alerts at most: 10 calls of 3 s in the worst case) and a message with 100 s left
+    from libs.deadline import Deadline
+    from libs.helpers.constants_helper import load_settings
+
+    settings = load_settings({"MONGODB_URI": "mongomock://", "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:a"})
+    reader = _BudgetReader(store)
+    if "as_of" not in body:  # range mode: a backfill publishes no alerts, so it keeps nothing back
+        body = {"since": (END - timedelta(days=1)).isoformat(), "as_of": END.isoformat()}
+    # when the message runs (nothing stored: no alert to publish)
+    process_message(json.dumps(body), "m", settings, deadline=Deadline.after(100.0), reader=reader, now=END)
+    # then its history was read under a store deadline ending the alerts' worst case earlier (latest mode only)
+    assert reader.left_s is not None
+    assert 100.0 - kept_for_alerts_s - 1.0 < reader.left_s <= 100.0 - kept_for_alerts_s

@@ -96,7 +96,7 @@ def test_a_nested_budget_only_shortens_the_deadline():
         with store_budget(100) as inner:
             assert inner is outer
         with store_budget(1) as inner:
-            assert inner.deadline < outer.deadline and 0 < remaining_s() <= 1
+            assert inner.at < outer.at and 0 < remaining_s() <= 1
         assert active_budget() is outer
     assert active_budget() is None
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from libs.alerts.build import Alert
-from libs.alerts.publish import BATCH_SIZE, CALL_BUDGET_S, publish_alerts, region_of
+from libs.alerts.publish import BATCH_SIZE, CALL_BUDGET_S, publish_alerts, region_of, worst_case_s
+from libs.deadline import Deadline
 from libs.errors import AlertPublishFailed
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:risk-alerts"
@@ -31,11 +31,12 @@ def alert(number: int) -> Alert:
         timestamp="2024-11-01T12:00:00.000Z",
         direction="spike",
         value=float(number),
-        severity=2.0,
+        severity=4.0,
+        level=1,
         flat_window=False,
-        windows=({"period_days": 7, "severity": 2.0},),
+        windows=({"period_days": 7, "severity": 4.0, "level": 1},),
         request_id="r",
-        subject=f"coin-{number % 3} volume spike: 2.0 IQR above the 7-day fence",
+        subject=f"coin-{number % 3} volume spike, level 1: severity 4.0 beyond the 7-day fence",
     )
 
 
@@ -90,7 +91,7 @@ def test_a_fifo_topic_gets_the_alert_id_as_dedup_id_and_the_coin_as_group():
     assert entry["MessageDeduplicationId"] == "id-004" and entry["MessageGroupId"] == "coin-1"
 
 
-def test_entries_reported_failed_are_retried_once_alone():
+def test_entries_reported_failed_are_retried_once_together_in_one_call():
     # given SNS fails two entries the first time only
     client = FakeSns(reject={"id-002": {1}, "id-007": {1}})
     # when
@@ -126,9 +127,9 @@ def test_a_call_failing_as_a_whole_fails_the_message_at_once(error):
 def test_too_little_time_left_fails_before_calling():
     client = FakeSns()
     with pytest.raises(AlertPublishFailed, match="too little time"):
-        publish_alerts([alert(1)], TOPIC, client, deadline=time.monotonic() + CALL_BUDGET_S / 2)
+        publish_alerts([alert(1)], TOPIC, client, deadline=Deadline.after(CALL_BUDGET_S / 2))
     assert client.calls == []
-    assert publish_alerts([alert(1)], TOPIC, client, deadline=time.monotonic() + CALL_BUDGET_S + 60) == 1
+    assert publish_alerts([alert(1)], TOPIC, client, deadline=Deadline.after(CALL_BUDGET_S + 60)) == 1
 
 
 def test_nothing_to_publish_makes_no_call():
@@ -166,9 +167,10 @@ def test_a_fifo_group_is_the_coin_id_unless_sns_would_refuse_it(coin_id, kept):
         assert group != message_group_id(coin_id + "x")
 
 
-def test_the_time_a_call_needs_covers_botocores_slowest_retry():
-    # given the client's own configuration and botocore's standard-mode backoff at its slowest: a throttled
-    # first attempt, full jitter, and an x-amz-retry-after header asking for longer than botocore allows
+def test_the_time_a_call_needs_covers_botocores_slowest_call():
+    # given the client's own configuration (one attempt: no retry) and botocore's standard-mode backoff at its
+    # slowest for any retry there would be: a throttled attempt, full jitter, and an x-amz-retry-after header
+    # asking for longer than botocore allows
     from types import SimpleNamespace
 
     from botocore.retries.standard import ExponentialBackoff
@@ -192,3 +194,20 @@ def test_the_time_a_call_needs_covers_botocores_slowest_retry():
     # when the longest one call can take is added up, then the time publish_alerts keeps for a call covers it
     slowest_call = attempts * (config.connect_timeout + config.read_timeout) + slowest_delays
     assert publish.CALL_BUDGET_S >= slowest_call
+
+
+def test_the_alerts_steps_worst_case_is_every_batch_and_its_retry_at_their_longest():
+    # given the default cap of 50 alerts: five batches, each possibly sent twice (its failed entries again)
+    # then the worst case counts ten calls, each at the longest a call can take
+    assert worst_case_s(50) == 10 * CALL_BUDGET_S == 30
+    assert worst_case_s(1) == 2 * CALL_BUDGET_S and worst_case_s(11) == 4 * CALL_BUDGET_S
+
+
+def test_publishing_the_cap_with_every_entry_failing_once_makes_exactly_the_calls_the_worst_case_counts():
+    # given 50 alerts, each refused on its first sight
+    alerts = [alert(n) for n in range(50)]
+    client = FakeSns(reject={a.alert_id: {1} for a in alerts})
+    # when
+    assert publish_alerts(alerts, TOPIC, client) == 50
+    # then: ten calls, what worst_case_s budgets for
+    assert len(client.calls) * CALL_BUDGET_S == worst_case_s(50)

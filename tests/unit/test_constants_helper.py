@@ -81,8 +81,17 @@ def test_embedded_store_defaults():
     assert settings.max_range_days == 31
     assert settings.time_margin_ms == 15_000
     assert settings.alert_topic_arn == "" and settings.alerts_enabled is False
-    assert settings.alert_min_severity == 1.5
     assert settings.alert_max_per_message == 50
+    assert settings.severity_relative_floor == 0.01
+    assert dict(settings.severity_absolute_floors) == {
+        "volatility_index": 2.0,
+        "market_cap_score": 1.0,
+        "liquidity_risk_score": 1.0,
+        "volatility_risk_score": 1.0,
+    }
+    assert settings.alert_min_severity == 3.0
+    assert settings.alert_escalation_factor == 2.0
+    assert settings.alert_memory_hours == 24.0
     assert settings.data_api_url is None and settings.data_api_key is None and settings.data_source is None
 
 
@@ -112,8 +121,12 @@ def test_every_default_can_be_overridden():
         "ANOMALY_MAX_RANGE_DAYS": "7",
         "ANOMALY_TIME_MARGIN_MS": "0",
         "ALERT_TOPIC_ARN": " arn:aws:sns:eu-west-1:123456789012:risk-alerts ",
-        "ALERT_MIN_SEVERITY": "0",
+        "ALERT_MIN_SEVERITY": "0.5",
         "ALERT_MAX_PER_MESSAGE": "10",
+        "ALERT_ESCALATION_FACTOR": "1.5e0",
+        "ALERT_MEMORY_HOURS": "0",
+        "SEVERITY_RELATIVE_FLOOR": "0",
+        "SEVERITY_ABSOLUTE_FLOORS": " volatility_index = 0.5 ,liquidity_risk_score=3",
     }
 
     # when loaded
@@ -128,8 +141,14 @@ def test_every_default_can_be_overridden():
     assert settings.time_margin_ms == 0
     assert settings.alert_topic_arn == "arn:aws:sns:eu-west-1:123456789012:risk-alerts"
     assert settings.alerts_enabled is True
-    assert settings.alert_min_severity == 0.0
+    assert settings.alert_min_severity == 0.5
     assert settings.alert_max_per_message == 10
+    assert settings.alert_escalation_factor == 1.5 and settings.alert_memory_hours == 0.0
+    assert settings.severity_relative_floor == 0.0
+    assert settings.severity_absolute_floors == (("volatility_index", 0.5), ("liquidity_risk_score", 3.0))
+    # the scale and rules the model reads are built from exactly these
+    assert settings.severity_scale.floor_of("market_cap_score") == 0.0
+    assert settings.raise_rules.lookback_hours == 6 and settings.raise_rules.min_severity == 0.5
 
 
 @pytest.mark.parametrize(
@@ -145,6 +164,10 @@ def test_every_default_can_be_overridden():
         "ALERT_TOPIC_ARN",
         "ALERT_MIN_SEVERITY",
         "ALERT_MAX_PER_MESSAGE",
+        "ALERT_ESCALATION_FACTOR",
+        "ALERT_MEMORY_HOURS",
+        "SEVERITY_RELATIVE_FLOOR",
+        "SEVERITY_ABSOLUTE_FLOORS",
     ],
 )
 def test_an_empty_variable_means_its_default(variable):
@@ -344,6 +367,9 @@ MALFORMED = [
     ("ALERT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:"),
     ("ALERT_TOPIC_ARN", "https://sns.us-east-1.amazonaws.com/123456789012/risk-alerts"),
     ("ALERT_MIN_SEVERITY", "-0.5"),
+    ("ALERT_MIN_SEVERITY", "0"),
+    ("ALERT_MIN_SEVERITY", "1_5"),
+    ("ALERT_MIN_SEVERITY", "0x10"),
     ("ALERT_MIN_SEVERITY", "nan"),
     ("ALERT_MIN_SEVERITY", "inf"),
     ("ALERT_MIN_SEVERITY", "high"),
@@ -351,6 +377,29 @@ MALFORMED = [
     ("ALERT_MAX_PER_MESSAGE", "-1"),
     ("ALERT_MAX_PER_MESSAGE", "5.0"),
     ("ALERT_MAX_PER_MESSAGE", "ten"),
+    ("ALERT_MAX_PER_MESSAGE", "1_0"),
+    ("ANOMALY_TIME_MARGIN_MS", "15_000"),
+    ("QUANTILE_DEVIATION_LIMIT", "1_5"),
+    ("QUANTILE_DEVIATION_LIMIT", "\u0661.5"),  # an Arabic-Indic digit: float() reads it, people do not write it
+    ("ALERT_ESCALATION_FACTOR", "0"),
+    ("ALERT_ESCALATION_FACTOR", "-2"),
+    ("ALERT_ESCALATION_FACTOR", "inf"),
+    ("ALERT_ESCALATION_FACTOR", "two"),
+    ("ALERT_MEMORY_HOURS", "-1"),
+    ("ALERT_MEMORY_HOURS", "24h"),
+    ("ALERT_MEMORY_HOURS", "nan"),
+    ("SEVERITY_RELATIVE_FLOOR", "-0.01"),
+    ("SEVERITY_RELATIVE_FLOOR", "1%"),
+    ("SEVERITY_RELATIVE_FLOOR", "infinity"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volume=1"),  # a ratio signal: it has no absolute floor
+    ("SEVERITY_ABSOLUTE_FLOORS", "colour=1"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index=-1"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index=nan"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index=2,volatility_index=3"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index=2,,market_cap_score=1"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "=2"),
+    ("SEVERITY_ABSOLUTE_FLOORS", "volatility_index=2;market_cap_score=1"),
 ]
 
 
@@ -368,8 +417,13 @@ def test_a_malformed_value_is_refused_naming_the_variable(variable, value):
         ("QUANTILE_DEVIATION_LIMIT", "0.01", "deviation_limit", 0.01),
         ("ANOMALY_MIN_OBSERVATIONS", "1", "min_observations", 1),
         ("ANOMALY_MAX_RANGE_DAYS", "3650", "max_range_days", 3650),
-        ("ALERT_MIN_SEVERITY", "0", "alert_min_severity", 0.0),
+        ("ALERT_MIN_SEVERITY", "0.001", "alert_min_severity", 0.001),
         ("ALERT_MIN_SEVERITY", "3", "alert_min_severity", 3.0),
+        ("ALERT_MIN_SEVERITY", "+2.5E1", "alert_min_severity", 25.0),
+        ("ALERT_ESCALATION_FACTOR", "0.5", "alert_escalation_factor", 0.5),
+        ("ALERT_MEMORY_HOURS", "1.5", "alert_memory_hours", 1.5),
+        ("SEVERITY_RELATIVE_FLOOR", ".05", "severity_relative_floor", 0.05),
+        ("SEVERITY_ABSOLUTE_FLOORS", "market_cap_score=0", "severity_absolute_floors", (("market_cap_score", 0.0),)),
         ("ALERT_MAX_PER_MESSAGE", "1", "alert_max_per_message", 1),
         (
             "ALERT_TOPIC_ARN",

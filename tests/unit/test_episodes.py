@@ -1,4 +1,4 @@
-"""Unit tests of severity, direction, episodes and episode starts (contract §9 and §11).
+"""Unit tests of episodes (contract §9 and §11): steps, links, peaks and ranking, on stored entries.
 
 Every expectation comes from the plain-Python reference in
 ``tests/fakes/episodes_reference.py`` (or is written down by hand), never from
@@ -19,14 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.models.episodes import EPISODE_COLUMNS, build_episodes, classify, episode_starts
-from tests.fakes.episodes_reference import (
-    direction_of,
-    is_flat,
-    reference_episodes,
-    reference_starts,
-    severity_of,
-)
+from libs.models.episodes import EPISODE_COLUMNS, build_episodes
+from libs.models.severity import SeverityScale, classify
+from tests.fakes.episodes_reference import DEFAULTS, Rules, direction_of, is_flat, reference_episodes, severity_of
 from tests.fakes.examples import examples
 
 T0 = datetime(2024, 10, 1)
@@ -41,7 +36,7 @@ def entry(
     q1: float = 10.0,
     q3: float = 20.0,
     coin: str = "coin-a",
-    signal: str = "volume",
+    signal: str = "volatility_index",
     period: int = 7,
     insufficient: bool = False,
 ) -> dict[str, Any]:
@@ -114,8 +109,16 @@ def assert_same_episodes(got: list[dict[str, Any]], expected: list[dict[str, Any
                 assert mine[key] == theirs[key], key
 
 
-def episodes_of(entries: list[dict[str, Any]], lookback: int = LOOKBACK) -> list[dict[str, Any]]:
-    return records(build_episodes(frame(entries), lookback))
+#: The default scale: volatility_index (the helper's signal) is linear with floor 2, below these windows' iqr of 10.
+SCALE = SeverityScale()
+#: A scale without floors: a flat window has no severity.
+NO_FLOORS = SeverityScale(relative_floor=0.0, absolute_floors=())
+
+
+def episodes_of(
+    entries: list[dict[str, Any]], lookback: int = LOOKBACK, scale: SeverityScale = SCALE
+) -> list[dict[str, Any]]:
+    return records(build_episodes(frame(entries), lookback, scale))
 
 
 # --- classify -------------------------------------------------------------------------------
@@ -132,13 +135,14 @@ def test_classify_gives_direction_severity_and_flatness_per_entry():
         entry(5, 6.0, q1=5.0, q3=5.0),
     ]
     # when
-    classes = classify(frame(entries).set_axis([10, 11, 12, 13, 14, 15]))
-    # then
+    classes = classify(frame(entries).set_axis([10, 11, 12, 13, 14, 15]), SCALE)
+    # then: linear severities in IQRs (10, above the floor of 2); the flat window's is in units of the floor
     assert list(classes.index) == [10, 11, 12, 13, 14, 15]
     assert list(classes["direction"]) == ["spike", "dip", None, None, None, "spike"]
     severity = classes["severity"].to_numpy()
     assert severity[0] == pytest.approx(1.5) and severity[1] == pytest.approx(0.5)
-    assert np.isnan(severity[2:]).all()
+    assert np.isnan(severity[2:5]).all()
+    assert severity[5] == pytest.approx((6.0 - 5.0) / 2.0)
     assert list(classes["flat_window"]) == [False, False, False, False, False, True]
 
 
@@ -146,7 +150,7 @@ def test_classify_ignores_a_mark_whose_value_sits_inside_its_fences():
     # given: an entry marked anomalous by hand although its value is normal
     marked = {**entry(0, 15.0), "is_anomaly": True}
     # when
-    classes = classify(frame([marked]))
+    classes = classify(frame([marked]), SCALE)
     # then
     assert classes["direction"].tolist() == [None]
     assert not classes["flat_window"].iloc[0]
@@ -164,7 +168,7 @@ def test_a_single_spike_is_one_episode_of_one_observation():
     assert got == [
         {
             "coin_id": "coin-a",
-            "signal": "volume",
+            "signal": "volatility_index",
             "period_days": 7,
             "direction": "spike",
             "start": T0 + timedelta(hours=5),
@@ -233,12 +237,22 @@ def test_a_dip_is_an_episode_with_direction_dip():
     assert got[0]["observations"] == 2
 
 
-def test_a_flat_window_broken_has_no_severity_and_ranks_after_every_finite_one():
-    # given: a flat window broken on coin-a (ranks first by name) and a mild spike on coin-z
+def test_a_flat_window_broken_has_a_severity_in_units_of_its_floor_and_says_it_is_flat():
+    # given: a flat window (iqr 0) broken by 2 on volatility_index, whose floor is 2
+    flat = [entry(0, 5.0, q1=5.0, q3=5.0), entry(1, 7.0, q1=5.0, q3=5.0), entry(2, 5.0, q1=5.0, q3=5.0)]
+    # when
+    got = episodes_of(flat)
+    # then: severity (7 - 5) / 2; flat_window is information only
+    assert len(got) == 1
+    assert got[0]["peak_severity"] == pytest.approx(1.0) and got[0]["flat_window"] is True
+
+
+def test_without_a_floor_a_flat_window_has_no_severity_and_ranks_after_every_finite_one():
+    # given: a flat window broken on coin-a (ranks first by name) and a mild spike on coin-z, no floors
     flat = [entry(0, 5.0, q1=5.0, q3=5.0), entry(1, 7.0, q1=5.0, q3=5.0), entry(2, 5.0, q1=5.0, q3=5.0)]
     mild = [entry(0, 36.0, coin="coin-z")]
     # when
-    got = episodes_of(flat + mild)
+    got = episodes_of(flat + mild, scale=NO_FLOORS)
     # then
     assert [e["coin_id"] for e in got] == ["coin-z", "coin-a"]
     assert got[1]["flat_window"] is True and got[1]["peak_severity"] is None
@@ -246,25 +260,42 @@ def test_a_flat_window_broken_has_no_severity_and_ranks_after_every_finite_one()
 
 
 def test_a_razor_thin_window_is_not_flat_even_when_its_severity_overflows_a_float():
-    # given: a window with q3 - q1 > 0 but so thin that value beyond it / iqr exceeds float64, then a mild spike
+    # given: no floor, a window with q3 - q1 > 0 but so thin that value beyond it / iqr exceeds float64
     thin = entry(0, 1e300, q1=0.0, q3=1e-300)
     mild = entry(0, 36.0, coin="coin-z")
     assert thin["q3"] - thin["q1"] > 0 and thin["is_anomaly"] is True
     # when
-    got = episodes_of([mild, thin])
-    # then: the window was not flat (contract §9: flat means iqr == 0), so the episode has a severity, ranked first
+    got = episodes_of([mild, thin], scale=NO_FLOORS)
+    # then: the window was not flat (flat means iqr == 0), so the episode has a severity, ranked first
     assert [e["coin_id"] for e in got] == ["coin-a", "coin-z"]
     assert got[0]["flat_window"] is False
-    assert got[0]["peak_severity"] == sys.float_info.max  # more IQRs than a float holds: the largest float
-    assert classify(frame([thin]))["flat_window"].tolist() == [False]
+    assert got[0]["peak_severity"] == sys.float_info.max  # more spreads than a float holds: the largest float
+    assert classify(frame([thin]), NO_FLOORS)["flat_window"].tolist() == [False]
 
 
-def test_an_episode_mixing_flat_and_finite_windows_peaks_at_the_finite_one():
+def test_an_episode_mixing_windows_without_and_with_a_severity_peaks_at_the_one_with():
     series = [entry(0, 7.0, q1=5.0, q3=5.0), entry(1, 40.0)]
-    got = episodes_of(series)
+    got = episodes_of(series, scale=NO_FLOORS)
     assert len(got) == 1
-    assert got[0]["flat_window"] is False
+    assert got[0]["flat_window"] is False and got[0]["peak_severity"] == pytest.approx(0.5)
     assert got[0]["peak_timestamp"] == T0 + timedelta(hours=1) and got[0]["observations"] == 2
+
+
+def test_the_peak_is_the_most_severe_entry_even_when_its_window_is_flat():
+    # given: with the floor, the flat window's break (severity 1.0) beats a spike of 0.5
+    got = episodes_of([entry(0, 7.0, q1=5.0, q3=5.0), entry(1, 40.0)])
+    assert got[0]["peak_timestamp"] == T0 and got[0]["flat_window"] is True
+
+
+def test_a_ratio_signal_is_measured_on_the_log_scale_and_has_no_severity_at_or_below_zero():
+    # given: volume (a ratio signal) spiking to 3x its upper fence, and a dip to a negative value
+    spike = entry(0, 105.0, q1=10.0, q3=20.0, signal="volume")
+    dip = entry(0, -30.0, q1=10.0, q3=20.0, signal="volume", coin="coin-b")
+    # when
+    got = {e["coin_id"]: e for e in episodes_of([spike, dip])}
+    # then: ln(105 / 35) / ln(20 / 10); no log scale for a value at or below zero
+    assert got["coin-a"]["peak_severity"] == pytest.approx(math.log(3.0) / math.log(2.0))
+    assert got["coin-b"]["peak_severity"] is None
 
 
 def test_ties_at_one_timestamp_count_each_flagged_observation_and_peak_at_the_most_severe():
@@ -303,28 +334,31 @@ def test_each_period_has_its_own_steps():
 def test_ranking_by_severity_then_keys():
     series = [
         entry(0, 40.0, coin="b"),  # 0.5
-        entry(0, 40.0, coin="a", signal="volume"),  # 0.5, same severity: a first
+        entry(0, 40.0, coin="a"),  # 0.5, same severity: a first
         entry(0, 80.0, coin="c"),  # 4.5: first
-        entry(0, 40.0, coin="a", signal="latest_price"),  # 0.5, latest_price < volume
+        entry(0, 40.0, coin="a", signal="market_cap_score"),  # 0.5 (its floor 1 is below the iqr), name first
     ]
     got = episodes_of(series)
     assert [(e["coin_id"], e["signal"]) for e in got] == [
-        ("c", "volume"),
-        ("a", "latest_price"),
-        ("a", "volume"),
-        ("b", "volume"),
+        ("c", "volatility_index"),
+        ("a", "market_cap_score"),
+        ("a", "volatility_index"),
+        ("b", "volatility_index"),
     ]
 
 
 def test_nothing_flagged_or_nothing_at_all_gives_an_empty_frame_with_the_columns():
     for entries in ([entry(h, 15.0) for h in range(3)],):
-        got = build_episodes(frame(entries), LOOKBACK)
+        got = build_episodes(frame(entries), LOOKBACK, SCALE)
         assert got.empty and list(got.columns) == list(EPISODE_COLUMNS)
-    empty = build_episodes(frame([entry(0, 1.0)]).iloc[:0], LOOKBACK)
+    empty = build_episodes(frame([entry(0, 1.0)]).iloc[:0], LOOKBACK, SCALE)
     assert empty.empty and list(empty.columns) == list(EPISODE_COLUMNS)
 
 
 # --- random data against the reference --------------------------------------------------------
+
+#: The two scales the random tests run on, each beside the reference's plain settings saying the same.
+SCALES = {"default": (SCALE, DEFAULTS), "none": (NO_FLOORS, Rules(relative_floor=0.0, floors={}))}
 
 values = st.sampled_from([-40.0, -20.0, -5.0, 0.0, 15.0, 35.0, 36.0, 50.0, 51.5, 80.0])
 quartiles = st.sampled_from([(10.0, 20.0), (5.0, 5.0), (0.0, 4.0), (12.5, 13.0)])
@@ -333,7 +367,7 @@ random_entry = st.builds(
         hour, value, q1=q[0], q3=q[1], coin=coin, signal=signal, period=period, insufficient=insufficient
     ),
     coin=st.sampled_from(["a", "b", "c"]),
-    signal=st.sampled_from(["volume", "latest_price"]),
+    signal=st.sampled_from(["volume", "latest_price", "volatility_index", "market_cap_score"]),
     period=st.sampled_from([3, 30]),
     hour=st.sampled_from([0, 1, 2, 3, 5, 8, 12, 20, 26, 27, 30, 50, 51, 75]),
     value=values,
@@ -343,119 +377,33 @@ random_entry = st.builds(
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(entries=st.lists(random_entry, min_size=1, max_size=60), lookback=st.sampled_from([1, 3, 24]))
-def test_random_entries_give_the_reference_episodes(entries, lookback):
-    # given: random entries with ties, gaps, flat windows, insufficient windows
+@given(
+    entries=st.lists(random_entry, min_size=1, max_size=60),
+    lookback=st.sampled_from([1, 3, 24]),
+    floors=st.sampled_from(["default", "none"]),
+)
+def test_random_entries_give_the_reference_episodes(entries, lookback, floors):
+    # given: random entries with ties, gaps, flat windows, insufficient windows, on either scale's floors
+    scale, rules = SCALES[floors]
     # when
-    got = episodes_of(entries, lookback)
+    got = episodes_of(entries, lookback, scale)
     # then
-    assert_same_episodes(got, reference_episodes(entries, lookback))
+    assert_same_episodes(got, reference_episodes(entries, lookback, rules))
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(entries=st.lists(random_entry, min_size=1, max_size=40))
-def test_random_entries_classify_as_the_reference(entries):
-    classes = classify(frame(entries))
+@given(entries=st.lists(random_entry, min_size=1, max_size=40), floors=st.sampled_from(["default", "none"]))
+def test_random_entries_classify_as_the_reference(entries, floors):
+    scale, rules = SCALES[floors]
+    classes = classify(frame(entries), scale)
     assert list(classes["direction"]) == [direction_of(e) for e in entries]
     assert list(classes["flat_window"]) == [is_flat(e) for e in entries]
     for mine, e in zip(classes["severity"], entries, strict=True):
-        expected = severity_of(e)
+        expected = severity_of(e, rules)
         assert (math.isnan(mine) and expected is None) or mine == pytest.approx(expected)
 
 
-# --- episode starts ----------------------------------------------------------------------------
-
-
-def flag(hour: float, direction: str, previous_hour: float | None, coin="a", signal="volume", period=7):
-    return {
-        "coin_id": coin,
-        "signal": signal,
-        "period_days": period,
-        "timestamp": T0 + timedelta(hours=hour),
-        "direction": direction,
-        "previous_timestamp": None if previous_hour is None else T0 + timedelta(hours=previous_hour),
-    }
-
-
-def previous_flag(hour: float, direction: str, coin="a", signal="volume", period=7):
-    return {
-        "coin_id": coin,
-        "signal": signal,
-        "period_days": period,
-        "timestamp": T0 + timedelta(hours=hour),
-        "direction": direction,
-    }
-
-
-def starts_of(flagged: list[dict], previous: list[dict], lookback: int = LOOKBACK) -> list[bool]:
-    flagged_frame = pd.DataFrame(
-        flagged,
-        columns=["coin_id", "signal", "period_days", "timestamp", "direction", "previous_timestamp"],
-    )
-    flagged_frame["timestamp"] = pd.to_datetime(flagged_frame["timestamp"])
-    flagged_frame["previous_timestamp"] = pd.to_datetime(flagged_frame["previous_timestamp"])
-    previous_frame = pd.DataFrame(previous, columns=["coin_id", "signal", "period_days", "timestamp", "direction"])
-    previous_frame["timestamp"] = pd.to_datetime(previous_frame["timestamp"])
-    result = episode_starts(flagged_frame, previous_frame, lookback)
-    assert result.dtype == bool and result.shape == (len(flagged),)
-    return result.tolist()
-
-
-def test_episode_starts_by_hand():
-    # given
-    flagged = [
-        flag(10, "spike", None),  # no earlier step: starts
-        flag(10, "spike", 9, coin="b"),  # previous flagged spike 1 h before: continues
-        flag(10, "spike", 9, coin="c"),  # previous flagged dip: starts
-        flag(34, "spike", 10, coin="d"),  # previous flagged exactly 24 h before: continues
-        flag(35, "spike", 10, coin="e"),  # 25 h before: starts
-        flag(10, "spike", 9, coin="f"),  # previous step not flagged: starts
-        flag(10, "spike", 9, coin="g", period=30),  # previous flagged for another period only: starts
-    ]
-    previous = [
-        previous_flag(9, "spike", coin="b"),
-        previous_flag(9, "dip", coin="c"),
-        previous_flag(10, "spike", coin="d"),
-        previous_flag(10, "spike", coin="e"),
-        previous_flag(9, "spike", coin="g", period=7),
-    ]
-    # when / then
-    assert starts_of(flagged, previous) == [True, False, True, False, True, True, True]
-
-
-def test_episode_starts_with_nothing_previous():
-    assert starts_of([flag(1, "dip", 0)], []) == [True]
-    assert starts_of([], []) == []
-
-
-random_flag = st.builds(
-    flag,
-    hour=st.sampled_from([10, 20, 30]),
-    direction=st.sampled_from(["spike", "dip"]),
-    previous_hour=st.sampled_from([None, 0, 5, 6, 9, 19]),
-    coin=st.sampled_from(["a", "b"]),
-    period=st.sampled_from([3, 7]),
-)
-random_previous = st.builds(
-    previous_flag,
-    hour=st.sampled_from([0, 5, 6, 9, 19]),
-    direction=st.sampled_from(["spike", "dip"]),
-    coin=st.sampled_from(["a", "b"]),
-    period=st.sampled_from([3, 7]),
-)
-
-
-@settings(max_examples=examples(300), deadline=None)
-@given(
-    flagged=st.lists(random_flag, max_size=30),
-    previous=st.lists(random_previous, max_size=30),
-    lookback=st.sampled_from([1, 4, 5, 24]),
-)
-def test_random_episode_starts_match_the_reference(flagged, previous, lookback):
-    assert starts_of(flagged, previous, lookback) == reference_starts(flagged, previous, lookback)
-
-
-# --- real data ----------------------------------------------------------------------------------
+# --- real data ------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not SOL_CSV.exists(), reason=f"real SOL/USDT data absent at {SOL_CSV}")
@@ -471,7 +419,7 @@ def test_real_sol_volume_episodes_match_the_reference():
             if len(window) < 4:
                 continue
             q1, q3 = np.percentile(window, [25, 75])
-            e = entry(0, float(volume[i]), q1=float(q1), q3=float(q3), coin="solana", period=period)
+            e = entry(0, float(volume[i]), q1=float(q1), q3=float(q3), coin="solana", signal="volume", period=period)
             e["timestamp"] = stamp
             entries.append(e)
     # when

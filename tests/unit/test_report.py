@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
+from libs.models.severity import SeverityScale
 from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
 from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page
 from libs.tools.report.scope import ReportArgumentError, report_scope
@@ -38,6 +39,7 @@ T0 = datetime(2024, 10, 20)
 NOW = datetime(2024, 11, 1, 12, 30, 15, 123456)
 K = 1.5
 LOOKBACK = 24
+SCALE = SeverityScale()
 
 
 # --- plain-Python helpers: the function's documents and the expected answers -----------------------
@@ -216,7 +218,7 @@ def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(d
 
     # when they are read and shaped
     frame = documents_to_entries(iter(documents), wanted).frame
-    got = episodes_json(build_episodes(frame, LOOKBACK))
+    got = episodes_json(build_episodes(frame, LOOKBACK, SCALE))
 
     # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
     expected_entries = plain_entries(documents, SMALL_SIGNALS, periods)
@@ -249,23 +251,30 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
 def test_nothing_stored_gives_an_empty_frame_with_the_columns_build_episodes_takes():
     frame = documents_to_entries([], scope()).frame
     assert list(frame.columns) == list(ENTRY_COLUMNS) and frame.empty
-    assert episodes_json(build_episodes(frame, LOOKBACK)) == []
+    assert episodes_json(build_episodes(frame, LOOKBACK, SCALE)) == []
 
 
-def test_a_flat_window_is_null_severity_and_ranks_after_every_finite_one():
-    # given a mild spike and a broken flat window at the same coin
+def test_a_flat_window_is_measured_against_the_floor_and_without_one_ranks_last():
+    # given a mild volume spike and a broken flat volume window (+20 %) at the same coin
     documents = [
         {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(36.0, 10.0, 20.0)}}},
         {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
     ]
-    # when
-    got = episodes_json(build_episodes(documents_to_entries(documents, scope()).frame, LOOKBACK))
-    # then
-    assert [(e["period_days"], e["peak_severity"], e["flat_window"]) for e in got] == [
-        (7, pytest.approx(0.1), False),
+    frame = documents_to_entries(documents, scope()).frame
+    # when: with the default floor of 1 %, and with no floor
+    floored = episodes_json(build_episodes(frame, LOOKBACK, SCALE))
+    bare = episodes_json(build_episodes(frame, LOOKBACK, SeverityScale(relative_floor=0.0)))
+    # then: ln(6 / 5) / ln(1.01) ranks the flat window's break first; without a floor it has no severity, last
+    mild = math.log(36 / 35) / math.log(2)
+    assert [(e["period_days"], e["peak_severity"], e["flat_window"]) for e in floored] == [
+        (3, pytest.approx(math.log(1.2) / math.log(1.01)), True),
+        (7, pytest.approx(mild), False),
+    ]
+    assert [(e["period_days"], e["peak_severity"], e["flat_window"]) for e in bare] == [
+        (7, pytest.approx(mild), False),
         (3, None, True),
     ]
-    assert got[1]["peak_timestamp"] == "2024-10-20T00:00:00.000Z"
+    assert bare[1]["peak_timestamp"] == "2024-10-20T00:00:00.000Z"
 
 
 def test_times_are_iso_utc_with_milliseconds_and_z():
@@ -290,9 +299,9 @@ def test_counts_agree_with_counting_by_hand():
     documents = documents_of(drawn)
     entries = plain_entries(documents, SMALL_SIGNALS, None)
     frame = documents_to_entries(documents, scope(signals=list(SMALL_SIGNALS))).frame
-    episodes = build_episodes(frame, LOOKBACK)
+    episodes = build_episodes(frame, LOOKBACK, SCALE)
     # when
-    counts = report_counts(frame, episodes, SMALL_SIGNALS)
+    counts = report_counts(frame, episodes, SMALL_SIGNALS, SCALE)
     # then
     flagged = [e for e in entries if direction_of(e)]
     reference = reference_episodes(entries, LOOKBACK)
@@ -318,13 +327,13 @@ def test_counts_agree_with_counting_by_hand():
 def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
     wanted = scope(since="2024-10-19", as_of="2024-10-27")
     frame = documents_to_entries(documents, wanted).frame
-    episodes = build_episodes(frame, LOOKBACK)
+    episodes = build_episodes(frame, LOOKBACK, SCALE)
     view = PageView(
         scope=wanted,
         generated_at=NOW,
         lookback_hours=LOOKBACK,
         source="risk.scores",
-        counts=report_counts(frame, episodes, wanted.signals),
+        counts=report_counts(frame, episodes, wanted.signals, SCALE),
         episodes=episodes,
         plots=tuple(Plot(rank, "data:image/png;base64,AAAA", f"{rank:02d}.png") for rank in range(1, plots + 1)),
     )

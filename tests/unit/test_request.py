@@ -566,18 +566,18 @@ def test_range_mode_judges_from_since_and_history_reaches_the_longest_period(set
     assert history == datetime(2024, 9, 20)
 
 
-def test_with_previous_steps_latest_mode_history_reaches_back_one_more_lookback(settings, now):
+def test_with_the_alert_memory_latest_mode_history_reaches_back_that_much_more(settings, now):
     # given a latest-mode and a range-mode request with default periods (3, 7, 30)
     latest = parse({"as_of": "2024-10-31T12:00:00Z"}, settings, now)
     backfill = parse({"since": "2024-10-20", "as_of": "2024-10-31"}, settings, now)
 
-    # when their history start is asked with the previous steps of contract §9 (alerts on)
-    latest_history = latest.history_start(24, previous_steps=True)
-    backfill_history = backfill.history_start(24, previous_steps=True)
+    # when their history start is asked with a memory of 36 hours (contract §9, alerts on)
+    latest_history = latest.history_start(24, memory_hours=36)
+    backfill_history = backfill.history_start(24, memory_hours=36)
 
-    # then latest mode reaches one lookback further (a previous step at most 24 h before a judged
-    # observation, and its own 30-day window); range mode, which publishes no alerts, does not
-    assert latest_history == datetime(2024, 10, 31, 12) - timedelta(hours=48) - timedelta(days=30)
+    # then latest mode reaches the memory further (the steps up to 36 h before a judged observation, each with
+    # its own 30-day window); range mode, which publishes no alerts, does not
+    assert latest_history == datetime(2024, 10, 31, 12) - timedelta(hours=24 + 36) - timedelta(days=30)
     assert backfill_history == backfill.history_start(24) == datetime(2024, 9, 20)
 
 

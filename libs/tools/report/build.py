@@ -30,7 +30,7 @@ from libs.tools.plot import EpisodeMark, plot_signal
 from libs.tools.report.entries import read_entries
 from libs.tools.report.page import PLOTTED, PageView, Plot, format_value, render_page
 from libs.tools.report.scope import ReportArgumentError, ReportScope
-from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts
+from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts, severity_text
 
 PAGE_NAME = "index.html"
 JSON_NAME = "episodes.json"
@@ -63,7 +63,7 @@ def _headline(episodes: pd.DataFrame) -> str:
     if episodes.empty:
         return ""
     top = episodes.iloc[0]
-    severity = "flat window" if top["flat_window"] else f"{top['peak_severity']:.2f} IQR"
+    severity = severity_text(float(top["peak_severity"]), bool(top["flat_window"]))
     return (
         f"{top['coin_id']} {top['signal']} {int(top['period_days'])}-day {top['direction']} ({severity}, "
         f"peak {format_value(float(top['peak_value']))} at {top['peak_timestamp']:%Y-%m-%d %H:%M})"
@@ -157,8 +157,8 @@ def write_report(
     :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
     """
     entries = read_entries(reader, scope).frame
-    episodes = build_episodes(entries, settings.latest_lookback_hours)
-    counts = report_counts(entries, episodes, scope.signals)
+    episodes = build_episodes(entries, settings.latest_lookback_hours, settings.severity_scale)
+    counts = report_counts(entries, episodes, scope.signals, settings.severity_scale)
     episodes_file = out_dir / JSON_NAME
     page = out_dir / PAGE_NAME
     with _writing(out_dir):  # after the query: an unreachable store leaves nothing behind

@@ -16,10 +16,10 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from libs.models.episodes import SPIKE
+from libs.models.severity import SPIKE
 from libs.tools.plot import compact_number
 from libs.tools.report.scope import ReportScope
-from libs.tools.report.shaping import ReportCounts
+from libs.tools.report.shaping import ReportCounts, severity_text
 
 #: Episodes listed in the page's table; every one is in episodes.json.
 MAX_TABLE_ROWS = 1_000
@@ -90,14 +90,15 @@ def _direction(direction: str) -> str:
 
 
 def _severity(severity: float, flat: bool, scale: float) -> str:
-    if flat or not np.isfinite(severity):
-        return '<span class="flat" title="the window was flat (IQR 0): any move breaks it">flat window</span>'
-    # Log scale: severities run from a fraction of an IQR to hundreds, and the small ones matter too.
+    flat_tag = ' <span class="flat" title="the window was flat (IQR 0)">flat</span>' if flat else ""
+    if not np.isfinite(severity):
+        return f'<span class="flat" title="no severity scale for this window">unknown</span>{flat_tag}'
+    # Log scale: severities run from a fraction of a spread to hundreds, and the small ones matter too.
     share = min(np.log1p(severity) / np.log1p(scale), 1.0) if scale > 0 else 0.0
     return (
         f'<span class="sev"><span class="bar" style="width:{_BAR_MIN_PX + share * (_BAR_MAX_PX - _BAR_MIN_PX):.0f}px">'
         "</span>"
-        f'<span class="num">{severity:.2f}</span></span>'
+        f'<span class="num">{severity:.2f}</span></span>{flat_tag}'
     )
 
 
@@ -105,7 +106,7 @@ def _worst(episodes: pd.DataFrame) -> tuple[str, str]:
     if episodes.empty:
         return "—", "nothing flagged"
     top = episodes.iloc[0]
-    severity = "flat window" if top["flat_window"] else f"{float(top['peak_severity']):.1f} IQR"
+    severity = severity_text(float(top["peak_severity"]), bool(top["flat_window"]), decimals=1)
     detail = f"{top['signal']} · {int(top['period_days'])}-day {top['direction']} · {severity}"
     return str(top["coin_id"]), detail
 
@@ -253,8 +254,7 @@ def _figures(view: PageView) -> str:
     figures = []
     for plot in view.plots:
         episode = episodes.iloc[plot.rank - 1]
-        flat = bool(episode["flat_window"])
-        severity = "flat window" if flat else f"severity {float(episode['peak_severity']):.2f} IQR"
+        severity = severity_text(float(episode["peak_severity"]), bool(episode["flat_window"]))
         count = int(episode["observations"])
         span = f"{_when(episode['start'])} → {_when(episode['end'])}, " if episode["start"] != episode["end"] else ""
         facts = (
@@ -297,8 +297,9 @@ def render_page(view: PageView) -> str:
     if counts.episodes:
         body = (
             '<section id="ranked"><h2>Ranked episodes</h2>'
-            '<p class="muted">Worst first: by how far the peak lies beyond its fence, in IQRs; flat-window '
-            "episodes (a window whose IQR was 0, broken) come last. The first ten link to their plots below.</p>"
+            '<p class="muted">Worst first: by how far the peak lies beyond its fence, in units of its window\'s '
+            "spread (on the log scale for prices, volumes and market caps); episodes without a severity scale "
+            "come last. The first ten link to their plots below.</p>"
             f"{_episode_table(view.episodes, plotted, _time_format(scope))}</section>"
             f'<section id="top"><h2>Top {len(view.plots)} episodes</h2>'
             "<p class=\"muted\">Each coin's signal over the period with the window's Tukey fences (blue band), "

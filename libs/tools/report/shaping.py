@@ -6,13 +6,15 @@ says (ISO-8601 UTC with milliseconds and ``Z``), formatted a column at a time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify, iso_utc_ms
+from libs.models.episodes import EPISODE_COLUMNS, iso_utc_ms
+from libs.models.severity import DIP, SPIKE, SeverityScale, classify
 
 
 def _finite_or_none(values: pd.Series) -> list[float | None]:
@@ -22,11 +24,22 @@ def _finite_or_none(values: pd.Series) -> list[float | None]:
     return boxed.tolist()
 
 
+def severity_text(severity: float, flat: bool, decimals: int = 2) -> str:
+    """How the page and the summary line show an episode's peak severity (contract §9's units of spread).
+
+    A null severity (no scale: a ratio window reaching zero, or a spread of 0
+    without a floor) reads "severity unknown"; a flat window is said beside
+    its severity, since with a floor it has one.
+    """
+    shown = f"severity {severity:.{decimals}f}" if math.isfinite(severity) else "severity unknown"
+    return f"{shown}, flat window" if flat else shown
+
+
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
     """The episodes frame of :func:`~libs.models.episodes.build_episodes` as contract §11's JSON array.
 
-    Keys in the spec's order; ``peak_severity`` null and ``flat_window`` true
-    for a flat-window episode; rows kept in the frame's (ranked) order.
+    Keys in the contract's order; ``peak_severity`` null where the peak has no
+    severity scale; rows kept in the frame's (ranked) order.
     """
     if episodes.empty:
         return []
@@ -68,9 +81,13 @@ class ReportCounts:
     by_window: pd.DataFrame
 
 
-def report_counts(entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...]) -> ReportCounts:
+def report_counts(
+    entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...], scale: SeverityScale
+) -> ReportCounts:
     """Counts of episodes, coins and flagged entries (by signal × window), all vectorised."""
-    classes = classify(entries) if not entries.empty else pd.DataFrame({"direction": pd.Series([], dtype=object)})
+    classes = (
+        classify(entries, scale) if not entries.empty else pd.DataFrame({"direction": pd.Series([], dtype=object)})
+    )
     direction = classes["direction"]
     flagged = direction.notna().to_numpy()
     table = pd.DataFrame(
