@@ -8,7 +8,8 @@ source (data/README.md says what is changed and why). Numbers are copied as
 the source writes them, never re-printed, so nothing is rounded on the way.
 
 :func:`read_events` reads ``data/events.csv``, the known events the data
-spans, for the demo and ``backtest --events``.
+spans, for the demo and ``backtest --events``; :func:`market_documents` turns
+the file's rows into the documents the demo seeds.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from libs.errors import AnomalyServiceError, InvalidRequest
+from libs.helpers.constants_helper import SIGNALS
 from libs.request import parse_moment
 
 #: Where the repository keeps its data (beside libs/, never in the Lambda package).
@@ -143,6 +147,24 @@ def _coin_rows(path: Path, first_day: str) -> pd.DataFrame:
     rows.attrs["market_caps_zero"] = int(market_cap_zero.sum())
     rows.attrs["empty_cells"] = int((raw[list(SIGNAL_OF)] == "").to_numpy().sum())
     return rows
+
+
+def market_documents(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Score documents (contract §2) of a frame :func:`libs.tools.scores_csv.read_scores_csv` returned.
+
+    Each holds ``coin_id``, ``timestamp`` (a naive UTC ``datetime``) and the
+    signals whose value is not missing: a NaN cell is an absent field, as a
+    producer would write it. For seeding a store (the demo), not for the
+    Lambda path.
+    """
+    stamps = frame["timestamp"].dt.to_pydatetime().tolist()
+    documents = [{"coin_id": coin, "timestamp": stamp} for coin, stamp in zip(frame["coin_id"].tolist(), stamps)]
+    for signal in (column for column in frame.columns if column in SIGNALS):
+        values = frame[signal].to_numpy(dtype=np.float64)
+        present = np.flatnonzero(~np.isnan(values))
+        for row, value in zip(present.tolist(), values[present].tolist()):
+            documents[row][signal] = value
+    return documents
 
 
 @dataclass(frozen=True)
