@@ -102,15 +102,15 @@ def read_scores_csv(path: Path | str) -> pd.DataFrame:
     signals = [signal for signal in SIGNALS if signal in layout.header]
     cells = _parse_cells(data, path, layout, signals)
 
+    columns = {
+        signal: _signal_values(cells[signal].to_numpy(np.float64), signal, data, path, layout) for signal in signals
+    }
     coin_ids = _column_categories(cells["coin_id"])
     coin_codes = cells["coin_id"].cat.codes.to_numpy()
     empty = np.flatnonzero((coin_codes < 0) | (coin_ids[coin_codes] == ""))
     if empty.size:
         raise MalformedCsv(path, int(layout.row_lines[empty[0]]), "coin_id is empty")
     ticks = _timestamp_ticks(cells["timestamp"], path, layout)
-    columns = {
-        signal: _signal_values(cells[signal].to_numpy(np.float64), signal, data, path, layout) for signal in signals
-    }
 
     coin_rank = np.empty(len(coin_ids), dtype=np.int64)
     coin_rank[np.argsort(coin_ids, kind="stable")] = np.arange(len(coin_ids))
