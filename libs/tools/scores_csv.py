@@ -45,6 +45,7 @@ import gzip
 import io
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -199,7 +200,10 @@ class _Layout:
         wrong = np.flatnonzero((cells != len(header)) & ~blank)
         if wrong.size:
             row = wrong[0]
-            problems.append((line_of(starts[row]), f"{cells[row]} cells where the header has {len(header)}"))
+            count = int(cells[row])
+            problems.append(
+                (line_of(starts[row]), f"{count} cell{'' if count == 1 else 's'} where the header has {len(header)}")
+            )
         if problems:
             raise MalformedCsv(path, *_earliest(problems))
         data_rows = np.flatnonzero(~blank)[1:]
@@ -211,7 +215,9 @@ def _earliest(problems: list[tuple[int, str]]) -> tuple[int, str]:
     return min(problems, key=lambda problem: problem[0])
 
 
-def _quote_problems(buf: np.ndarray, quotes: np.ndarray, line_of) -> list[tuple[int, str]]:
+def _quote_problems(
+    buf: np.ndarray, quotes: np.ndarray, line_of: Callable[[np.ndarray | int], int]
+) -> list[tuple[int, str]]:
     """Quotes that RFC 4180 does not allow; ``quotes`` are their offsets (opening ones at even positions).
 
     An opening quote starts a cell (it follows the start of the file, a comma

@@ -1,10 +1,9 @@
 """The repository's real market data (``data/``) for tests: one cached reading, and an independent one.
 
 :func:`market_frame` is the file read once per test session by the reader
-under test (``libs.tools.scores_csv``); :func:`csv_module_rows` reads it again
-with nothing but the standard library, so a test can check the one against
-the other, and :func:`market_documents` turns rows into store documents the
-way the demo seeds them (a missing value is an absent field).
+under test (``libs.tools.scores_csv``), :func:`market_slice` a part of it;
+:func:`csv_module_rows` reads it again with nothing but the standard library,
+so a test can check the one against the other.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from libs.tools.scores_csv import read_scores_csv
@@ -60,13 +58,3 @@ def csv_module_rows(path: Path = MARKET_CSV) -> list[dict[str, Any]]:
                 record[signal] = float(row[signal]) if row[signal] != "" else math.nan
             rows.append(record)
     return rows
-
-
-def market_documents(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Store documents of a market frame: coin_id, timestamp and each signal that is not missing."""
-    documents = []
-    for record in frame.to_dict("records"):
-        document = {"coin_id": record["coin_id"], "timestamp": record["timestamp"].to_pydatetime()}
-        document.update({s: record[s] for s in MARKET_SIGNALS if s in record and not np.isnan(record[s])})
-        documents.append(document)
-    return documents
