@@ -83,6 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
         visibility_timeout_seconds=args.visibility_timeout,
         out_dir=Path(args.out_dir),
         verbose=args.verbose,
+        market_coins=tuple(_comma_list(args.market_coins) or ()) if args.market_coins is not None else None,
     )
     report = run_demo(options, get_collection(settings), settings, progress=ProgressLine())
     print(format_report(report))
@@ -300,11 +301,19 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the whole pipeline on the embedded store and a local SQS, no cloud account"
     )
+    demo.add_argument(
+        "--market-coins",
+        help="comma-separated real coins to seed from data/coingecko-daily.csv.gz (default: all 50)",
+    )
     demo.add_argument("--coins", type=_positive, default=50, help="synthetic coins to seed (default 50)")
-    demo.add_argument("--days", type=_positive, default=35, help="days of history per coin (default 35)")
-    demo.add_argument("--per-day", type=_positive, default=4, help="observations per coin per day (default 4)")
+    demo.add_argument("--days", type=_positive, default=35, help="days of synthetic history per coin (default 35)")
+    demo.add_argument(
+        "--per-day", type=_positive, default=4, help="synthetic observations per coin per day (default 4)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic data")
-    demo.add_argument("--coins-per-message", type=_positive, default=10, help="coins per request message (default 10)")
+    demo.add_argument(
+        "--coins-per-message", type=_positive, default=10, help="synthetic coins per request message (default 10)"
+    )
     demo.add_argument(
         "--visibility-timeout",
         type=_positive,

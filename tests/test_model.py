@@ -29,6 +29,7 @@ from libs.models.model import (
     window_quartiles,
 )
 from tests.fakes.examples import examples
+from tests.fakes.market import MARKET_SIGNALS, market_slice
 
 SOLUSDT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solusdt_1h.csv"
 
@@ -768,6 +769,38 @@ def test_real_solusdt_candles_match_the_reference():
     assert results["is_anomaly"].notna().all()
     assert results["is_anomaly"].sum() > 0
     assert frame["latest_price"].duplicated().any()  # real prices tie
+
+
+def test_real_daily_market_history_of_2022_matches_the_reference():
+    # Given a year of real daily history (data/, CoinGecko) for bitcoin and terra-luna, and the month before it
+    frame = market_slice(("bitcoin", "terra-luna"), datetime(2021, 12, 1), datetime(2022, 12, 31))
+    p = params(signals=MARKET_SIGNALS, periods=(3, 7, 30))
+
+    # When every observation of 2022 is judged in range mode
+    judged = judged_mask(
+        frame, as_of=datetime(2022, 12, 31), since=datetime(2022, 1, 1), lookback_hours=24, coin_ids=None
+    )
+    results = assert_matches_reference(frame, judged, p)
+
+    # Then both coins' 365 days are judged; with one value a day a 3-day window holds 3 (< 4: insufficient)
+    # and the 7- and 30-day windows judge with 7 and 30 values wherever the signal is never missing
+    assert judged.sum() == 2 * 365
+    by_period = results.groupby("period_days")
+    assert by_period["is_anomaly"].apply(lambda flags: flags.isna().all()).to_dict() == {3: True, 7: False, 30: False}
+    complete = results[results["signal"] != "market_cap"]
+    assert complete.groupby("period_days")["n"].unique().map(list).to_dict() == {3: [3], 7: [7], 30: [30]}
+    # and terra-luna's missing market caps (2022-06-12 to 2022-09-06, empty in the file) are not judged
+    coins = frame["coin_id"].to_numpy()[results["row"]]
+    stamps = frame["timestamp"].to_numpy()[results["row"]]
+    signals, periods = results["signal"].to_numpy(), results["period_days"].to_numpy()
+    luna_30d = (coins == "terra-luna") & (periods == 30)
+    cap_days = stamps[luna_30d & (signals == "market_cap")]
+    assert len(cap_days) == 365 - 87
+    assert not ((cap_days >= np.datetime64("2022-06-12")) & (cap_days <= np.datetime64("2022-09-06"))).any()
+    # and the 30-day window flags LUNA's price as a dip on every day of its collapse (2022-05-08 to 05-14)
+    collapse = (stamps >= np.datetime64("2022-05-08")) & (stamps <= np.datetime64("2022-05-14"))
+    luna = results[luna_30d & collapse & (signals == "latest_price")]
+    assert len(luna) == 7 and luna["is_anomaly"].all() and (luna["value"] < luna["lower"]).all()
 
 
 # --------------------------------------------------------------------------- one signal at a time

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -33,10 +32,12 @@ def queue_args(sqs_endpoint, queues) -> list[str]:
 
 
 def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, capsys):
-    # when the demo runs on a small universe
+    # when the demo runs on a small universe: three real coins of data/ and six synthetic ones
     status = main(
         [
             "demo",
+            "--market-coins",
+            "terra-luna,ftx-token,solana",
             "--coins",
             "6",
             "--days",
@@ -52,16 +53,19 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
         ]
     )
 
-    # then it succeeds and its report accounts for every message: 2 latest + 2 backfill + the invalid ones
+    # then it succeeds and its report accounts for every message: 11 event days (Terra 7, FTX 4; the
+    # Celsius freeze is on none of these coins) + 2 latest + 2 backfill + the invalid ones
     out = capsys.readouterr().out
     assert status == 0
+    assert "seeded 1,671 documents: 1,095 of real market history (3 coins, daily, 2022; market data: CoinGecko)" in out
     sent, processed, dead = map(int, re.search(r"sent (\d+) = processed (\d+) \+ dead-lettered (\d+)", out).groups())
-    assert (sent, processed, dead) == (4 + len(INVALID_BODIES), 4, len(INVALID_BODIES))
+    assert (sent, processed, dead) == (11 + 4 + len(INVALID_BODIES), 15, len(INVALID_BODIES))
+    assert "11 latest-mode for the real coins at 11 moments of 2022 (Terra LUNA/UST collapse 05-08..05-14; " in out
     # and each dead-lettered message is reported with the reason the function logged for it
     assert len(re.findall(r"^  dead-lettered ", out, flags=re.MULTILINE)) == len(INVALID_BODIES)
     assert "periods: entry 0 must be a JSON integer" in out and "colour: is not a known key" in out
     # and the planted-anomaly count agrees with the flags in the store, looked up plant by plant
-    _, planted = synthetic_documents(coins=6, days=32, per_day=3, seed=5)
+    _, planted = synthetic_documents(coins=6, days=32, per_day=3, seed=5, end=datetime(2022, 12, 31, 16))
     found = sum(
         any(
             written_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
@@ -70,30 +74,43 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
         for p in planted
     )
     assert f"planted anomalies found: {found} of {len(planted)} " in out and found >= 0.9 * len(planted)
-    # and the plot is of a coin with the most flags, and the function's log lines went to a file
-    plot = Path(re.search(r"plot: (\S+\.png)", out).group(1))
-    coin = plot.name.split("-")[1] + "-" + plot.name.split("-")[2]
-    flags = Counter()
-    for doc in store.find({"anomalies": {"$exists": True}}):
-        flags[doc["coin_id"]] += sum(
-            written_flag(doc, signal, period) for signal in doc["anomalies"] for period in (3, 7, 30)
-        )
-    assert flags[coin] == max(flags.values()) and imread(plot).shape[:2] == (480, 1100)
-    # and the analysts' report of the judged week is written, and said where
-    page = Path(re.search(r"^report: (\S+index\.html)\n  \d+ episodes on ", out, flags=re.MULTILINE).group(1))
+    # and the plot is LUNA's price through 2022, and the function's log lines went to a file
+    plot = Path(re.search(r"plot: (\S+\.png) \(terra-luna, latest_price, 30-day window: ", out).group(1))
+    assert plot.name == "demo-terra-luna-latest_price-30d.png" and imread(plot).shape[:2] == (480, 1100)
+    # and the analysts' report of the collapses is written, and said where and over what
+    page = Path(
+        re.search(
+            r"^report: (\S+index\.html) \(period 2022-05-08 to 2022-11-11, .*\)\n  \d+ episodes on ", out, re.M
+        ).group(1)
+    )
     assert page.exists() and json.loads((page.parent / "episodes.json").read_text())
     log_lines = (tmp_path / "demo-function.log").read_text().splitlines()
     assert sum('"message rejected"' in line for line in log_lines) == 5 * len(INVALID_BODIES)
-    # and its report ends with the alerts its local topic's queue received: what the function published
+    # and its report ends with the alerts its local topic's queue received: what the function published,
+    # each event's under its name, then the top five of the others
     published = sum(json.loads(line).get("alerts_published", 0) for line in log_lines if line.startswith("{"))
     received = int(
         re.search(r"^alerts received on the local SNS topic \S+ \(via its subscribed queue\): (\d+)", out, re.M)[1]
     )
     assert received == published > 0
-    top = re.findall(
-        r"^  coin-\d+ \w+ (?:spike|dip) at \S+Z: .+(?:IQR (?:above|below) the|broke a flat)", out, flags=re.M
+    by_event = re.findall(r"^  (Terra LUNA/UST collapse|FTX/FTT collapse) \(.*\): (\d+) alerts?$", out, re.M)
+    assert [name for name, _ in by_event] == ["Terra LUNA/UST collapse", "FTX/FTT collapse"]
+    event_lines = re.findall(
+        r"^    2022-\d\d-\d\d 00:00  (?:terra-luna|ftx-token|solana)  \w+  (?:spike|dip)", out, re.M
     )
-    assert len(top) == min(5, received)
+    others = re.search(r"^  the other (\d+), the top five by severity:$", out, re.M)
+    assert len(event_lines) == sum(int(n) for _, n in by_event)
+    assert len(event_lines) + (int(others[1]) if others else 0) == received
+
+
+def test_demo_refuses_a_market_coin_the_data_does_not_hold_in_one_line(store, tmp_path, capsys):
+    # when the demo is asked for a real coin that has no 2022 rows in data/
+    status = main(["demo", "--market-coins", "terra-luna,no-such-coin", "--out-dir", str(tmp_path)])
+
+    # then it stops before seeding, with one error line and no traceback (exit 2)
+    err = capsys.readouterr().err
+    assert status == 2 and store.count_documents({}) == 0
+    assert err.startswith("error: ") and "no rows of 'no-such-coin' in 2022" in err and "Traceback" not in err
 
 
 def test_enqueue_splits_the_coins_and_sends_every_message(sqs, sqs_endpoint, queues, capsys):

@@ -1,13 +1,19 @@
 """The demo: the whole system on one machine, as it runs in AWS, and a report of what happened.
 
 moto's SQS server on loopback with the queue and DLQ of ``serverless.yml``;
-the embedded store seeded with synthetic coins that carry planted spikes and
-dips and some missing values; the producer enqueues a latest-mode request and
-a 7-day backfill for every coin, plus a few invalid messages; the poller feeds
-them to ``handler.handler`` until the queue is drained. The report checks that
-every message is accounted for (processed, or dead-lettered after
-``maxReceiveCount`` receives), counts the anomalies, measures recall on the
-planted ones, and plots the coin with the most flags.
+the embedded store seeded with the real market history of 2022 from
+``data/`` (CoinGecko daily prices, volumes and market caps, contract §13) and
+with synthetic coins that carry planted spikes and dips and some missing
+values. Requests: for the real coins, one latest-mode message for every day of
+each known 2022 event of ``data/events.csv`` (Terra/LUNA, the Celsius freeze,
+FTX/FTT), as an hourly producer would have sent them then; for the synthetic
+coins, a latest-mode request and a 7-day backfill; and a few invalid messages.
+The poller feeds them to ``handler.handler`` until the queue is drained, with
+alerts going to a local SNS topic. The report checks that every message is
+accounted for (processed, or dead-lettered after ``maxReceiveCount``
+receives), counts the anomalies, measures recall on the planted ones, shows
+the alerts received for each event, plots LUNA's price through 2022 and
+writes the analysts' page over the events' period.
 
 The queue's visibility timeout is the one thing changed from
 ``serverless.yml`` (1 s instead of 6 × 120 s), so that a failed message is
@@ -38,7 +44,16 @@ from libs.tools.local.poller import Poller, PollStats
 from libs.tools.local.producer import request_bodies, send_bodies
 from libs.tools.local.queue_settings import QueueSettings, load_queue_settings
 from libs.tools.local.sqs_endpoint import LocalSqsEndpoint, create_queues, peek_messages, queue_counts, sqs_client
+from libs.tools.market_data import (
+    EVENTS_CSV,
+    MARKET_CSV,
+    MarketDataError,
+    MarketEvent,
+    market_documents,
+    read_events,
+)
 from libs.tools.plot import PlotSummary, plot_signal
+from libs.tools.scores_csv import read_scores_csv
 from libs.tools.synthetic import Planted, synthetic_documents
 
 #: Bodies the function must reject; each ends in the DLQ after maxReceiveCount receives.
@@ -46,10 +61,16 @@ INVALID_BODIES = (
     "this is not JSON",
     json.dumps({"request_id": "demo-invalid-period", "periods": [3.0]}),
     json.dumps({"request_id": "demo-invalid-key", "coin_ids": ["coin-0000"], "colour": "red"}),
-    json.dumps({"request_id": "demo-invalid-range", "since": "2024-01-01", "as_of": "2024-11-01"}),
+    json.dumps({"request_id": "demo-invalid-range", "since": "2022-01-01", "as_of": "2022-11-01"}),
 )
 #: Whatever happens, the poller stops after this long (a safety net; a demo run takes seconds).
 POLL_LIMIT_SECONDS = 180
+#: The real market history the demo seeds (contract §8): the year 2022 of data/.
+MARKET_YEAR = 2022
+#: The event whose coin's price the demo plots, and the window (the 30-day one judges a daily series best).
+PLOTTED_EVENT, PLOTTED_SIGNAL, PLOTTED_PERIOD_DAYS = "Terra LUNA/UST collapse", "latest_price", 30
+#: The events the report page covers, from the first one's onset to the last one's end (contract §8).
+REPORTED_EVENTS = ("Terra LUNA/UST collapse", "FTX/FTT collapse")
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,18 @@ class DemoOptions:
     visibility_timeout_seconds: int = 1
     out_dir: Path = Path("out")
     verbose: bool = False
+    #: The real coins to seed from ``market_data`` (None: every coin with rows in 2022).
+    market_coins: tuple[str, ...] | None = None
+    market_data: Path = MARKET_CSV
+    events: Path = EVENTS_CSV
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One known event the demo replays: a latest-mode message for the real coins at each of its days."""
+
+    event: MarketEvent
+    moments: tuple[datetime, ...]
 
 
 @dataclass
@@ -72,9 +105,13 @@ class DemoReport:
     queue: QueueSettings | None = None
     visibility_timeout_seconds: int = 0
     documents: int = 0
+    market_documents: int = 0
+    market_coins: list[str] = field(default_factory=list)
     coins: int = 0
     missing_values: int = 0
     planted: int = 0
+    replays: list[Replay] = field(default_factory=list)
+    sent_market_latest: int = 0
     sent_latest: int = 0
     sent_backfill: int = 0
     sent_invalid: int = 0
@@ -89,8 +126,11 @@ class DemoReport:
     judged_values: int = 0
     unplanted_flags: int = 0
     plot: PlotSummary | None = None
+    plot_reason: str = ""
     report_page: Path | None = None
+    report_period: str = ""
     report_summary: str = ""
+    report_top: list[dict[str, Any]] = field(default_factory=list)
     alerts_topic: str = ""
     alerts: list[dict[str, Any]] = field(default_factory=list)
     function_log: Path | None = None
@@ -111,35 +151,21 @@ class FlagTally:
     """The flags written in the store, read back."""
 
     by_signal_period: Counter = field(default_factory=Counter)
-    by_coin_signal_period: Counter = field(default_factory=Counter)
     flagged_points: set[tuple[str, datetime, str]] = field(default_factory=set)
-    judged_points: int = 0
-
-    def most_flagged(self) -> tuple[str, str, int] | None:
-        """The coin with the most flags, and its signal and period with the most (what the demo plots)."""
-        if not self.by_coin_signal_period:
-            return None
-        by_coin: Counter = Counter()
-        for (coin_id, _, _), count in self.by_coin_signal_period.items():
-            by_coin[coin_id] += count
-        coin_id = by_coin.most_common(1)[0][0]
-        own = Counter({key: n for key, n in self.by_coin_signal_period.items() if key[0] == coin_id})
-        _, signal, period = own.most_common(1)[0][0]
-        return coin_id, signal, int(period.rstrip("d"))
+    judged_by_coin: Counter = field(default_factory=Counter)
 
 
 def tally_flags(collection: Collection) -> FlagTally:
-    """Count ``is_anomaly: true`` entries by signal, period and coin, and collect the flagged points."""
+    """Count ``is_anomaly: true`` entries by signal and period, the judged values by coin, and the flagged points."""
     tally = FlagTally()
     for doc in collection.find({"anomalies": {"$exists": True}}, {"coin_id": 1, "timestamp": 1, "anomalies": 1}):
         for signal, periods in doc["anomalies"].items():
             if not isinstance(periods, dict):
                 continue
-            tally.judged_points += 1
+            tally.judged_by_coin[doc["coin_id"]] += 1
             flagged = [period for period, entry in periods.items() if entry.get("is_anomaly") is True]
             for period in flagged:
                 tally.by_signal_period[(signal, period)] += 1
-                tally.by_coin_signal_period[(doc["coin_id"], signal, period)] += 1
             if flagged:
                 tally.flagged_points.add((doc["coin_id"], doc["timestamp"], signal))
     return tally
@@ -205,10 +231,48 @@ def _count_missing(documents: list[dict[str, Any]]) -> int:
     return int(frame[list(SIGNALS)].isna().to_numpy().sum())
 
 
-def _recall(planted: list[Planted], tally: FlagTally) -> tuple[int, int]:
-    """(planted points flagged in some window, flagged points that were not planted)."""
+def _recall(planted: list[Planted], tally: FlagTally, coins: set[str]) -> tuple[int, int, int]:
+    """Among the synthetic ``coins``: (planted points flagged in some window, flags on unplanted points, values judged)."""
     planted_points = {(p.coin_id, p.timestamp, p.signal) for p in planted}
-    return len(planted_points & tally.flagged_points), len(tally.flagged_points - planted_points)
+    flagged = {point for point in tally.flagged_points if point[0] in coins}
+    judged = sum(count for coin, count in tally.judged_by_coin.items() if coin in coins)
+    return len(planted_points & flagged), len(flagged - planted_points), judged
+
+
+def market_history(options: DemoOptions) -> tuple[list[dict[str, Any]], list[str]]:
+    """The documents of the year the demo seeds (``MARKET_YEAR``), read with the score CSV reader, and their coins."""
+    frame = read_scores_csv(options.market_data)
+    stamps = frame["timestamp"]
+    keep = ((stamps >= datetime(MARKET_YEAR, 1, 1)) & (stamps < datetime(MARKET_YEAR + 1, 1, 1))).to_numpy()
+    if options.market_coins is not None:
+        keep = keep & frame["coin_id"].isin(list(options.market_coins)).to_numpy()
+    year = frame[keep].reset_index(drop=True)
+    coins = sorted(set(year["coin_id"]))
+    absent = sorted(set(options.market_coins or ()) - set(coins))
+    if absent:
+        raise MarketDataError(f"{options.market_data}: no rows of {', '.join(map(repr, absent))} in {MARKET_YEAR}")
+    return market_documents(year), coins
+
+
+def replays(events: list[MarketEvent], coins: list[str]) -> list[Replay]:
+    """The events of ``MARKET_YEAR`` on a seeded coin, each with its days: onset, onset + 1 day, … up to its end.
+
+    The data holds one observation a day at 00:00 UTC, so each moment is the
+    time of one row: a latest-mode request ``as_of`` it judges that row, as
+    the hourly producer would have when it arrived.
+    """
+    seeded = set(coins)
+    chosen = []
+    for event in events:
+        if event.onset.year != MARKET_YEAR or not seeded.intersection(event.coin_ids):
+            continue
+        days = int(event.hours // 24)
+        chosen.append(Replay(event, tuple(event.onset + timedelta(days=day) for day in range(days + 1))))
+    return chosen
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_demo(
@@ -219,16 +283,26 @@ def run_demo(
     progress: ProgressLine | None = None,
     handler: Callable[[dict[str, Any], Any], Any] | None = None,
 ) -> DemoReport:
-    """Run the whole pipeline on ``collection`` (the embedded store) and report what happened."""
+    """Run the whole pipeline on ``collection`` (the embedded store) and report what happened.
+
+    Raises :class:`~libs.tools.scores_csv.MalformedCsv` or
+    :class:`~libs.tools.market_data.MarketDataError` when the market data or
+    its events cannot be read (the command prints one ``error:`` line).
+    """
     started = time.monotonic()
     queue = load_queue_settings()
     report = DemoReport(queue=queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
+    market, report.market_coins = market_history(options)
+    report.replays = replays(read_events(options.events), report.market_coins)
+    # the synthetic coins' history ends with the market year, on their own grid of per_day observations
+    synthetic_end = datetime(MARKET_YEAR + 1, 1, 1) - timedelta(days=1) / options.per_day
     documents, planted = synthetic_documents(
-        coins=options.coins, days=options.days, per_day=options.per_day, seed=options.seed
+        coins=options.coins, days=options.days, per_day=options.per_day, seed=options.seed, end=synthetic_end
     )
-    collection.insert_many(documents)
+    collection.insert_many(market + documents)
     ensure_indexes(collection)
-    report.documents, report.coins, report.planted = len(documents), options.coins, len(planted)
+    report.documents, report.market_documents = len(market) + len(documents), len(market)
+    report.coins, report.planted = options.coins, len(planted)
     report.missing_values = _count_missing(documents)
     as_of = max(doc["timestamp"] for doc in documents)
     report.function_log = None if options.verbose else options.out_dir / "demo-function.log"
@@ -239,6 +313,12 @@ def run_demo(
         inbox = alerts_on.enter_context(local_alerts(endpoint.url, client))  # contract §10, on moto's SNS
         queues = create_queues(client, queue, visibility_timeout_seconds=options.visibility_timeout_seconds)
         coins = sorted({doc["coin_id"] for doc in documents})
+        market_latest = [
+            json.dumps(
+                {"as_of": _iso(moment), "request_id": f"demo-market-{moment:%Y-%m-%d}", "coin_ids": report.market_coins}
+            )
+            for moment in sorted({moment for replay in report.replays for moment in replay.moments})
+        ]
         latest = request_bodies(
             coins, options.coins_per_message, {"as_of": as_of.isoformat(), "request_id": "demo-latest"}
         )
@@ -252,9 +332,10 @@ def run_demo(
             },
         )
         # the invalid ones first: their redrive cycles then overlap the valid messages' processing
-        sent = send_bodies(client, queues.url, list(INVALID_BODIES) + latest + backfill)
+        sent = send_bodies(client, queues.url, list(INVALID_BODIES) + market_latest + latest + backfill)
         report.sent_ids, report.rejected_by_sqs = sent.message_ids, len(sent.rejected)
-        report.sent_latest, report.sent_backfill, report.sent_invalid = len(latest), len(backfill), len(INVALID_BODIES)
+        report.sent_market_latest, report.sent_latest = len(market_latest), len(latest)
+        report.sent_backfill, report.sent_invalid = len(backfill), len(INVALID_BODIES)
 
         def on_batch(stats: PollStats) -> None:
             if progress is not None:
@@ -291,37 +372,68 @@ def run_demo(
 
     tally = tally_flags(collection)
     report.anomalies = tally.by_signal_period
-    report.judged_values = tally.judged_points
-    report.planted_found, report.unplanted_flags = _recall(planted, tally)
-    choice = tally.most_flagged()
-    if choice is not None:
-        coin_id, signal, period = choice
-        report.plot = plot_signal(
-            collection,
-            coin_id=coin_id,
-            signal=signal,
-            period_days=period,
-            out=options.out_dir / f"demo-{coin_id}-{signal}-{period}d.png",
-            deviation_limit=settings.deviation_limit,
-            min_observations=settings.min_observations,
-        )
-    report.report_page, report.report_summary = _write_report(collection, settings, as_of, options.out_dir / "report")
+    report.planted_found, report.unplanted_flags, report.judged_values = _recall(planted, tally, set(coins))
+    _write_plot(report, collection, settings, options.out_dir)
+    _write_report(report, collection, settings, options.out_dir / "report")
     report.seconds = time.monotonic() - started
     return report
 
 
-def _write_report(collection: Collection, settings: Settings, as_of: datetime, out_dir: Path) -> tuple[Path, str]:
-    """The analysts' report (contract §11) of the week the demo judged."""
+def _write_plot(report: DemoReport, collection: Collection, settings: Settings, out_dir: Path) -> None:
+    """LUNA's price through the market year with its 30-day fences (or, without it, the first replayed coin's)."""
+    replay = next((r for r in report.replays if r.event.name == PLOTTED_EVENT), None) or next(
+        iter(report.replays), None
+    )
+    if replay is None:
+        return
+    coin_id = next(coin for coin in replay.event.coin_ids if coin in report.market_coins)
+    report.plot = plot_signal(
+        collection,
+        coin_id=coin_id,
+        signal=PLOTTED_SIGNAL,
+        period_days=PLOTTED_PERIOD_DAYS,
+        out=out_dir / f"demo-{coin_id}-{PLOTTED_SIGNAL}-{PLOTTED_PERIOD_DAYS}d.png",
+        deviation_limit=settings.deviation_limit,
+        min_observations=settings.min_observations,
+        title=f"{coin_id} {PLOTTED_SIGNAL}, {PLOTTED_PERIOD_DAYS}-day fences, {MARKET_YEAR} (market data: CoinGecko)",
+    )
+    report.plot_reason = f"the {replay.event.name}, flags as written on the days the demo judged"
+
+
+def _report_scope_of(report: DemoReport) -> tuple[datetime, datetime, tuple[str, ...], str] | None:
+    """The report's period and coins: the reported events' span (first onset to last end) and their seeded coins."""
+    reported = [r.event for r in report.replays if r.event.name in REPORTED_EVENTS] or [r.event for r in report.replays]
+    if not reported:
+        return None
+    reported.sort(key=lambda e: e.onset)
+    since, as_of = reported[0].onset, max(e.end for e in reported)
+    coins = tuple(dict.fromkeys(c for e in reported for c in e.coin_ids if c in report.market_coins))
+    names = " to the ".join(e.name for e in reported)
+    return since, as_of, coins, f"from the {names}" if len(reported) > 1 else f"the {names}"
+
+
+def _write_report(report: DemoReport, collection: Collection, settings: Settings, out_dir: Path) -> None:
+    """The analysts' report (contract §11) of the reported events: their period, their coins.
+
+    Filtered to the events' coins so that the page is about them whatever
+    the severity scale ranks first elsewhere in the market that week.
+    """
     from libs.helpers.mongodb_helper import DriverReader
     from libs.processor import utc_now
     from libs.tools.report.build import write_report
     from libs.tools.report.scope import report_scope
 
-    scope = report_scope(now=as_of)
+    chosen = _report_scope_of(report)
+    if chosen is None:
+        return
+    since, as_of, coins, what = chosen
+    scope = report_scope(now=as_of, since=_iso(since), as_of=_iso(as_of), coin_ids=coins)
     result = write_report(
         scope, settings, out_dir, reader=DriverReader(collection), collection=collection, generated_at=utc_now()
     )
-    return result.page, result.summary_line(scope)
+    report.report_page, report.report_summary = result.page, result.summary_line(scope)
+    report.report_period = f"{since:%Y-%m-%d} to {as_of:%Y-%m-%d}, {what}; coins {', '.join(coins)}"
+    report.report_top = json.loads(result.episodes_file.read_text())[:5]
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -332,30 +444,85 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _severity_text(severity: Any) -> str:
+    return "null" if severity is None else f"{severity:.1f}"
+
+
+def event_alert_line(alert: dict[str, Any]) -> str:
+    """One alert of an event: time, coin, signal, direction, level (when the alert has one), severity, windows."""
+    moment = datetime.strptime(alert["timestamp"][:16], "%Y-%m-%dT%H:%M")
+    level = f"  level {alert['level']}" if alert.get("level") is not None else ""
+    windows = "/".join(f"{w['period_days']}d" for w in alert.get("windows", []))
+    return (
+        f"{moment:%Y-%m-%d %H:%M}  {alert['coin_id']}  {alert['signal']}  {alert['direction']}{level}  "
+        f"severity {_severity_text(alert['severity'])}" + (f"  ({windows})" if windows else "")
+    )
+
+
+def alerts_by_event(report: DemoReport) -> tuple[list[tuple[Replay, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """The alerts received for each replayed event (its coins, stamped in its span, in time order), and the rest."""
+    grouped = []
+    claimed: set[int] = set()
+    for replay in report.replays:
+        mine = [
+            (i, alert)
+            for i, alert in enumerate(report.alerts)
+            if replay.event.covers(alert["coin_id"], datetime.strptime(alert["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+        ]
+        claimed.update(i for i, _ in mine)
+        by_time = sorted(
+            (a for _, a in mine), key=lambda a: (a["timestamp"], a["coin_id"], a["signal"], a["direction"])
+        )
+        grouped.append((replay, by_time))
+    return grouped, [alert for i, alert in enumerate(report.alerts) if i not in claimed]
+
+
 def _alert_lines(report: DemoReport) -> list[str]:
-    """How many alerts the local topic's queue received, and the top five by severity, one line each."""
+    """The alerts the local topic's queue received: each replayed event's, then the top five of the others."""
     topic = report.alerts_topic.rsplit(":", 1)[-1]
-    lines = [
-        f"alerts received on the local SNS topic {topic} (via its subscribed queue): {len(report.alerts)}"
-        + (", the top five by severity:" if report.alerts else "")
-    ]
-    return lines + [f"  {alert_line(alert)}" for alert in ranked(report.alerts)[:5]]
+    lines = [f"alerts received on the local SNS topic {topic} (via its subscribed queue): {len(report.alerts)}"]
+    grouped, others = alerts_by_event(report)
+    for replay, alerts in grouped:
+        event = replay.event
+        lines.append(
+            f"  {event.name} ({' '.join(event.coin_ids)}; {event.onset:%Y-%m-%d} to {event.end:%Y-%m-%d}): "
+            f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}"
+        )
+        lines += [f"    {event_alert_line(alert)}" for alert in alerts]
+    if others:
+        lines.append(f"  the other {len(others)}, the top five by severity:")
+        lines += [f"    {alert_line(alert)}" for alert in ranked(others)[:5]]
+    return lines
+
+
+def _episode_line(episode: dict[str, Any]) -> str:
+    peak = episode["peak_timestamp"][:16].replace("T", " ")
+    return (
+        f"{episode['coin_id']} {episode['signal']} {episode['period_days']}-day {episode['direction']}, "
+        f"{episode['start'][:10]} to {episode['end'][:10]} ({episode['observations']} flagged), "
+        f"peak {episode['peak_value']:.6g} at {peak}, severity {_severity_text(episode['peak_severity'])}"
+    )
 
 
 def format_report(report: DemoReport) -> str:
     """The closing report, as the demo prints it."""
     queue = report.queue
     assert queue is not None
+    moments = sum(len(r.moments) for r in report.replays)
+    replayed = "; ".join(f"{r.event.name} {r.moments[0]:%m-%d}..{r.moments[-1]:%m-%d}" for r in report.replays)
     lines = [
         f"local SQS (moto) at {report.endpoint_url}: {queue.request_queue_name} -> {queue.dead_letter_queue_name}",
         f"  from serverless.yml: function timeout {queue.function_timeout_seconds} s, maxReceiveCount "
         f"{queue.max_receive_count}, batch size {queue.batch_size}; visibility timeout {report.visibility_timeout_seconds} s "
         f"for the demo (declared: {queue.visibility_timeout_factor} x {queue.function_timeout_seconds} = "
         f"{queue.visibility_timeout_seconds} s)",
-        f"seeded {report.documents:,} documents for {report.coins} coins, {report.planted} planted anomalies, "
-        f"{report.missing_values:,} missing signal values",
-        f"enqueued {report.sent} messages: {report.sent_latest} latest-mode, {report.sent_backfill} backfill "
-        f"(7 days), {report.sent_invalid} invalid"
+        f"seeded {report.documents:,} documents: {report.market_documents:,} of real market history "
+        f"({len(report.market_coins)} coins, daily, {MARKET_YEAR}; market data: CoinGecko) and "
+        f"{report.documents - report.market_documents:,} synthetic ({report.coins} coins, {report.planted} planted "
+        f"anomalies, {report.missing_values:,} missing signal values)",
+        f"enqueued {report.sent} messages: {report.sent_market_latest} latest-mode for the real coins at "
+        f"{moments} moments of {MARKET_YEAR} ({replayed}), {report.sent_latest} latest-mode and "
+        f"{report.sent_backfill} backfill (7 days) for the synthetic coins, {report.sent_invalid} invalid"
         + (f"; {report.rejected_by_sqs} refused by SQS" if report.rejected_by_sqs else ""),
         "",
         f"messages: sent {report.sent} = processed {report.processed} + dead-lettered {len(report.dead_lettered)}"
@@ -369,20 +536,32 @@ def format_report(report: DemoReport) -> str:
     signals = [signal for signal in SIGNALS if any((signal, p) in report.anomalies for p in periods)]
     rows = [[signal] + [report.anomalies[(signal, p)] for p in periods] for signal in signals]
     rows.append(["total"] + [sum(report.anomalies[(s, p)] for s in signals) for p in periods])
-    lines += ["", "anomalies flagged (is_anomaly true), by signal and window:", _table(rows, ["signal"] + periods), ""]
+    lines += [
+        "",
+        "anomalies flagged (is_anomaly true), by signal and window, real and synthetic coins:",
+        _table(rows, ["signal"] + periods),
+        "",
+    ]
     recall = report.planted_found / report.planted if report.planted else 0.0
     share = report.unplanted_flags / report.judged_values if report.judged_values else 0.0
     lines += [
         f"planted anomalies found: {report.planted_found} of {report.planted} ({recall:.0%}; found = flagged in any window)",
-        f"flags on unplanted points: {report.unplanted_flags} of {report.judged_values:,} judged values ({share:.1%})",
+        f"flags on unplanted points of the synthetic coins: {report.unplanted_flags} of {report.judged_values:,} "
+        f"judged values ({share:.1%})",
     ]
     if report.plot is not None:
         lines.append(
             f"plot: {report.plot.path} ({report.plot.coin_id}, {report.plot.signal}, "
-            f"{report.plot.period_days}-day window: the coin with the most flags)"
+            f"{report.plot.period_days}-day window: {report.plot_reason})"
         )
     if report.report_page is not None:
-        lines += [f"report: {report.report_page}", f"  {report.report_summary}"]
+        lines += [
+            f"report: {report.report_page} (period {report.report_period})",
+            f"  {report.report_summary}",
+        ]
+        if report.report_top:
+            lines.append("  its top episodes:")
+            lines += [f"    {_episode_line(episode)}" for episode in report.report_top]
     if report.function_log is not None:
         lines.append(f"function log (JSON lines): {report.function_log}")
     lines += _alert_lines(report)
