@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from libs.helpers.constants_helper import load_settings
+from libs.tools.local.alerts_inbox import alert_line
 from libs.tools.local.demo import (
     INVALID_BODIES,
     DemoOptions,
     alerts_by_event,
-    event_alert_line,
     format_report,
     run_demo,
 )
@@ -151,7 +151,7 @@ def test_the_alerts_received_are_printed_under_their_event(demo_run):
         header = re.search(rf"^  {re.escape(replay.event.name)} \(.*\): (\d+) alerts?$", section, re.M)
         assert header is not None and int(header[1]) == len(alerts)
         lines = section[header.end() :].splitlines()[1 : len(alerts) + 1]
-        assert lines == [f"    {event_alert_line(alert)}" for alert in alerts]
+        assert lines == [f"    {alert_line(alert)}" for alert in alerts]
     assert (
         f"received on the local SNS topic crypto-risk-anomaly-alerts (via its subscribed queue): {len(report.alerts)}"
         in section
@@ -164,21 +164,21 @@ def test_the_report_page_covers_the_luna_and_ftt_collapses_and_ranks_their_episo
     printed = format_report(report)
     episodes = json.loads((out_dir / "report" / "episodes.json").read_text())
 
-    # then its period runs from LUNA's onset to the end of FTT's collapse, on those events' coins, and says so
+    # then its period runs from LUNA's onset to the end of FTT's collapse, over every coin, and says so
     assert "(period 2022-05-08 to 2022-11-11, from the Terra LUNA/UST collapse to the FTX/FTT collapse; " in printed
-    assert "coins terra-luna, ftx-token, solana)" in printed
-    assert {e["coin_id"] for e in episodes} <= {"terra-luna", "ftx-token", "solana"}
+    assert "every coin)" in printed and {e["coin_id"] for e in episodes} == set(MARKET_COINS)
     assert all("2022-05-08" <= e["start"][:10] and e["end"][:10] <= "2022-11-11" for e in episodes)
-    # and both collapses are among its top episodes, the top five printed as the page ranks them
+    # and, unfiltered, the two collapses rank first: LUNA's price dip on top, LUNA's and FTT's in the top four
     top = episodes[:5]
-    assert {"terra-luna", "ftx-token"} <= {e["coin_id"] for e in top}
+    assert (top[0]["coin_id"], top[0]["signal"], top[0]["direction"]) == ("terra-luna", "latest_price", "dip")
+    assert {e["coin_id"] for e in episodes[:4]} == {"terra-luna", "ftx-token"}
     assert top == report.report_top and (out_dir / "report" / "index.html").exists()
     # and the plot is LUNA's price through 2022
     assert report.plot is not None and report.plot.path.name == "demo-terra-luna-latest_price-30d.png"
     assert report.plot.path.exists()
 
 
-def test_an_alert_line_shows_the_level_when_the_alert_has_one():
+def test_an_alert_line_shows_when_what_how_deep_and_which_windows():
     # given an alert body of today, and one with the level the alerting rules add
     alert = {
         "coin_id": "terra-luna",
@@ -186,11 +186,9 @@ def test_an_alert_line_shows_the_level_when_the_alert_has_one():
         "timestamp": "2022-05-12T00:00:00.000Z",
         "direction": "dip",
         "severity": 13.52,
+        "level": 3,
         "windows": [{"period_days": 7}, {"period_days": 30}],
     }
 
-    # then each reads on one line, the level only where there is one, a null severity as null
-    assert event_alert_line(alert) == "2022-05-12 00:00  terra-luna  latest_price  dip  severity 13.5  (7d/30d)"
-    assert event_alert_line({**alert, "level": 3, "severity": None}) == (
-        "2022-05-12 00:00  terra-luna  latest_price  dip  level 3  severity null  (7d/30d)"
-    )
+    # then each reads on one line: when, what, how deep (level and severity) and which windows raised it
+    assert alert_line(alert) == "2022-05-12 00:00  terra-luna  latest_price  dip  level 3  severity 13.5  (7d/30d)"

@@ -15,8 +15,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
+from libs.models.episodes import ranked_by_severity
 from libs.tools.local.sqs_endpoint import FAKE_CREDENTIALS, queue_arn
 
 #: The variables set for the block (and restored after it).
@@ -83,22 +87,24 @@ def received_alerts(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def ranked(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Alerts by severity, highest first, flat-window ones last (contract §10's order)."""
-    return sorted(
-        alerts,
-        key=lambda a: (a["flat_window"], -(a["severity"] or 0.0), a["coin_id"], a["signal"], a["timestamp"]),
-    )
+    """Alerts most severe first, in contract §10's order (the one ranking rule of libs.models.episodes)."""
+    if not alerts:
+        return []
+    table = pd.DataFrame({"position": range(len(alerts)), **{key: [a[key] for a in alerts] for key in _RANKED_BY}})
+    table["severity"] = table["severity"].astype(float)
+    order = ranked_by_severity(table, "severity", list(_RANKED_BY[1:]))["position"]
+    return [alerts[position] for position in order]
+
+
+_RANKED_BY = ("severity", "coin_id", "signal", "timestamp", "direction")
 
 
 def alert_line(alert: dict[str, Any]) -> str:
-    """One line: coin, signal, direction, when, value and how far beyond which windows' fences."""
-    windows = "/".join(f"{w['period_days']}d" for w in alert["windows"])
-    if alert["severity"] is None:
-        how = f"broke a flat {windows} window"
-    else:
-        side = "above" if alert["direction"] == "spike" else "below"
-        how = f"{alert['severity']:.1f} IQR {side} the fence ({windows})"
+    """One alert on one line: time, coin, signal, direction, level, severity, and the windows that raised it."""
+    moment = datetime.strptime(alert["timestamp"][:16], "%Y-%m-%dT%H:%M")
+    severity = "null" if alert["severity"] is None else f"{alert['severity']:.1f}"
+    windows = "/".join(f"{w['period_days']}d" for w in alert.get("windows", []))
     return (
-        f"{alert['coin_id']} {alert['signal']} {alert['direction']} at {alert['timestamp']}: "
-        f"{alert['value']:.6g}, {how}"
+        f"{moment:%Y-%m-%d %H:%M}  {alert['coin_id']}  {alert['signal']}  {alert['direction']}  "
+        f"level {alert['level']}  severity {severity}" + (f"  ({windows})" if windows else "")
     )

@@ -400,23 +400,22 @@ def _write_plot(report: DemoReport, collection: Collection, settings: Settings, 
     report.plot_reason = f"the {replay.event.name}, flags as written on the days the demo judged"
 
 
-def _report_scope_of(report: DemoReport) -> tuple[datetime, datetime, tuple[str, ...], str] | None:
-    """The report's period and coins: the reported events' span (first onset to last end) and their seeded coins."""
+def _report_scope_of(report: DemoReport) -> tuple[datetime, datetime, str] | None:
+    """The report's period: the reported events' span (first onset to last end), and what it covers."""
     reported = [r.event for r in report.replays if r.event.name in REPORTED_EVENTS] or [r.event for r in report.replays]
     if not reported:
         return None
     reported.sort(key=lambda e: e.onset)
     since, as_of = reported[0].onset, max(e.end for e in reported)
-    coins = tuple(dict.fromkeys(c for e in reported for c in e.coin_ids if c in report.market_coins))
     names = " to the ".join(e.name for e in reported)
-    return since, as_of, coins, f"from the {names}" if len(reported) > 1 else f"the {names}"
+    return since, as_of, f"from the {names}" if len(reported) > 1 else f"the {names}"
 
 
 def _write_report(report: DemoReport, collection: Collection, settings: Settings, out_dir: Path) -> None:
-    """The analysts' report (contract §11) of the reported events: their period, their coins.
+    """The analysts' report (contract §11) over the reported events' period, every coin judged then.
 
-    Filtered to the events' coins so that the page is about them whatever
-    the severity scale ranks first elsewhere in the market that week.
+    Not filtered: on the severity scale of contract §9 the collapses rank
+    first among everything the demo judged in that period, as they should.
     """
     from libs.helpers.mongodb_helper import DriverReader
     from libs.processor import utc_now
@@ -426,13 +425,13 @@ def _write_report(report: DemoReport, collection: Collection, settings: Settings
     chosen = _report_scope_of(report)
     if chosen is None:
         return
-    since, as_of, coins, what = chosen
-    scope = report_scope(now=as_of, since=_iso(since), as_of=_iso(as_of), coin_ids=coins)
+    since, as_of, what = chosen
+    scope = report_scope(now=as_of, since=_iso(since), as_of=_iso(as_of))
     result = write_report(
         scope, settings, out_dir, reader=DriverReader(collection), collection=collection, generated_at=utc_now()
     )
     report.report_page, report.report_summary = result.page, result.summary_line(scope)
-    report.report_period = f"{since:%Y-%m-%d} to {as_of:%Y-%m-%d}, {what}; coins {', '.join(coins)}"
+    report.report_period = f"{since:%Y-%m-%d} to {as_of:%Y-%m-%d}, {what}; every coin"
     report.report_top = json.loads(result.episodes_file.read_text())[:5]
 
 
@@ -442,21 +441,6 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def _severity_text(severity: Any) -> str:
-    return "null" if severity is None else f"{severity:.1f}"
-
-
-def event_alert_line(alert: dict[str, Any]) -> str:
-    """One alert of an event: time, coin, signal, direction, level (when the alert has one), severity, windows."""
-    moment = datetime.strptime(alert["timestamp"][:16], "%Y-%m-%dT%H:%M")
-    level = f"  level {alert['level']}" if alert.get("level") is not None else ""
-    windows = "/".join(f"{w['period_days']}d" for w in alert.get("windows", []))
-    return (
-        f"{moment:%Y-%m-%d %H:%M}  {alert['coin_id']}  {alert['signal']}  {alert['direction']}{level}  "
-        f"severity {_severity_text(alert['severity'])}" + (f"  ({windows})" if windows else "")
-    )
 
 
 def alerts_by_event(report: DemoReport) -> tuple[list[tuple[Replay, list[dict[str, Any]]]], list[dict[str, Any]]]:
@@ -488,7 +472,7 @@ def _alert_lines(report: DemoReport) -> list[str]:
             f"  {event.name} ({' '.join(event.coin_ids)}; {event.onset:%Y-%m-%d} to {event.end:%Y-%m-%d}): "
             f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}"
         )
-        lines += [f"    {event_alert_line(alert)}" for alert in alerts]
+        lines += [f"    {alert_line(alert)}" for alert in alerts]
     if others:
         lines.append(f"  the other {len(others)}, the top five by severity:")
         lines += [f"    {alert_line(alert)}" for alert in ranked(others)[:5]]
@@ -497,10 +481,12 @@ def _alert_lines(report: DemoReport) -> list[str]:
 
 def _episode_line(episode: dict[str, Any]) -> str:
     peak = episode["peak_timestamp"][:16].replace("T", " ")
+    severity = episode["peak_severity"]
     return (
         f"{episode['coin_id']} {episode['signal']} {episode['period_days']}-day {episode['direction']}, "
         f"{episode['start'][:10]} to {episode['end'][:10]} ({episode['observations']} flagged), "
-        f"peak {episode['peak_value']:.6g} at {peak}, severity {_severity_text(episode['peak_severity'])}"
+        f"peak {episode['peak_value']:.6g} at {peak}, "
+        + ("severity unknown" if severity is None else f"severity {severity:.1f}")
     )
 
 
