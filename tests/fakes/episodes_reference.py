@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,7 +76,10 @@ def severity_of(entry: dict[str, Any], rules: Rules = DEFAULTS) -> float | None:
         beyond = value - upper if direction == "spike" else lower - value
     if spread == 0:
         return None
-    return beyond / spread
+    try:
+        return min(beyond / spread, sys.float_info.max)  # beyond float64: the largest float, as the contract says
+    except OverflowError:
+        return sys.float_info.max
 
 
 def _ln_ratio(a: float, b: float) -> float:
