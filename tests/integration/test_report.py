@@ -239,3 +239,31 @@ def test_on_a_real_server_the_entries_query_is_served_by_the_index():
     finally:
         collection.drop()
         client.close()
+
+
+def test_dates_after_2262_keep_their_own_time_in_the_episodes_and_the_page(store, tmp_path, capsys):
+    # given: a coin judged by the real handler in the year 2300, past the end of nanosecond time, with a spike
+    import handler
+    from libs.tools.local.lambda_context import LocalContext
+    from tests.fakes.sqs import sqs_event
+
+    end = datetime(2300, 1, 10)
+    hours = [end - timedelta(hours=6 * i) for i in range(40)][::-1]
+    store.insert_many(
+        [{"coin_id": "far", "timestamp": t, "volume": 100.0 + i % 4} for i, t in enumerate(hours[:-1])]
+        + [{"coin_id": "far", "timestamp": end, "volume": 400.0}]
+    )
+    body = {"since": (end - timedelta(days=2)).isoformat(), "as_of": end.isoformat(), "signals": ["volume"]}
+    assert handler.handler(sqs_event(body), LocalContext()) == {"batchItemFailures": []}
+
+    # when the report covers those days
+    status, out, _ = run(capsys, "--since", "2300-01-08", "--as-of", "2300-01-10", "--out", str(tmp_path))
+
+    # then the spike's episode is stamped in 2300, as the reference says, on the page too
+    assert status == 0, out
+    got = json.loads((tmp_path / "episodes.json").read_text())
+    want, _ = expected(store, datetime(2300, 1, 8), datetime(2300, 1, 10, 23, 59, 59, 999000))
+    assert_same_json(got, want)
+    assert got and all(e["peak_timestamp"].startswith("2300-01-") for e in got)
+    assert "2300-01-10T00:00:00.000Z" in {e["peak_timestamp"] for e in got}
+    assert "2300-01-10" in (tmp_path / "index.html").read_text()
