@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from libs.errors import AnomalyServiceError
 from libs.tools.local.lambda_context import LocalContext
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def _invoke(args: argparse.Namespace) -> int:

@@ -153,14 +153,12 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _list(body: dict[str, Any], key: str, max_items: int | None = None) -> list[Any]:
+def _list(body: dict[str, Any], key: str) -> list[Any]:
     value = body[key]
     if not isinstance(value, list):
         raise InvalidRequest(key, f"must be a list, got {_json_type(value)}")
     if not value:
         raise InvalidRequest(key, "must not be empty")
-    if max_items is not None and len(value) > max_items:
-        raise InvalidRequest(key, f"must have at most {max_items} entries, got {len(value)}")
     return value
 
 

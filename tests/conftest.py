@@ -23,7 +23,6 @@ from libs.tools.embedded_store import reset_embedded_store  # noqa: E402
 from libs.tools.local.lambda_context import LocalContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
