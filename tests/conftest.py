@@ -104,7 +104,7 @@ def sqs(sqs_endpoint):
 
 @pytest.fixture
 def queue_settings():
-    """The queue settings serverless.yml declares (custom.queue), for the default stage."""
+    """The queue settings deploy/queue.yml declares (serverless.yml reads the same file), for the default stage."""
     from libs.tools.local.queue_settings import load_queue_settings
 
     return load_queue_settings()

@@ -16,11 +16,13 @@ import re
 import shutil
 import subprocess
 import zipfile
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from libs.tools.local.queue_settings import QueueSettings, load_queue_settings
 from tests.conftest import REPO
 from tests.fakes.sqs import failed_ids, sqs_event
 
@@ -33,17 +35,6 @@ CI_PARAMS = REPO / "deploy" / "ci.params"
 REQUIRED = os.environ.get("REQUIRE_PACKAGED_TEMPLATE") == "1"
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 FUNCTION = "AnomalyLambdaFunction"
-#: The queue block that the local pipeline reads too (the shared contract): exactly these keys.
-QUEUE_CONTRACT_KEYS = {
-    "functionTimeoutSeconds",
-    "visibilityTimeoutFactor",
-    "maxReceiveCount",
-    "dlqRetentionSeconds",
-    "batchSize",
-    "maximumBatchingWindowSeconds",
-    "requestQueueName",
-    "deadLetterQueueName",
-}
 #: contract §7, written out here rather than read from the code under test.
 SPEC_VARIABLES = {
     "MONGODB_URI",
@@ -197,6 +188,48 @@ def alerts_off(sls, ci_params, tmp_path_factory) -> dict[str, Any]:
 
 
 # --- the queue and its dead-letter queue -------------------------------------------------------
+
+
+def _deployed_queue(resources: dict[str, Any]) -> dict[str, Any]:
+    """What a template makes of the queue pair and its mapping, in the local settings' terms."""
+    request, dlq = resources["RequestQueue"]["Properties"], resources["DeadLetterQueue"]["Properties"]
+    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    return {
+        "function_timeout_seconds": resources[FUNCTION]["Properties"]["Timeout"],
+        "visibility_timeout_seconds": request["VisibilityTimeout"],
+        "max_receive_count": request["RedrivePolicy"]["maxReceiveCount"],
+        "dlq_retention_seconds": dlq["MessageRetentionPeriod"],
+        "batch_size": mapping["BatchSize"],
+        "maximum_batching_window_seconds": mapping["MaximumBatchingWindowInSeconds"],
+        "request_queue_name": request["QueueName"],
+        "dead_letter_queue_name": dlq["QueueName"],
+    }
+
+
+def _local_queue(settings: QueueSettings) -> dict[str, Any]:
+    """The same facts as the local pipeline reads them (libs/tools/local/queue_settings.py)."""
+    return {name: getattr(settings, name) for name in _DEPLOYED_NAMES}
+
+
+_DEPLOYED_NAMES = (
+    "function_timeout_seconds",
+    "visibility_timeout_seconds",
+    "max_receive_count",
+    "dlq_retention_seconds",
+    "batch_size",
+    "maximum_batching_window_seconds",
+    "request_queue_name",
+    "dead_letter_queue_name",
+)
+
+
+def test_the_deployed_queue_pair_is_the_one_the_local_pipeline_creates(resources, alerts_off):
+    # given deploy/queue.yml as the local pipeline reads it
+    declared = load_queue_settings()
+    # then the packaged template holds exactly that queue pair, mapping and timeout
+    assert _deployed_queue(resources) == _local_queue(declared)
+    # and a --param TIMEOUT=300 moves both sides alike (the visibility timeout derived again)
+    assert _deployed_queue(alerts_off["Resources"]) == _local_queue(replace(declared, function_timeout_seconds=300))
 
 
 def test_request_queue_redrives_to_the_dlq_after_five_receives(resources):
@@ -696,10 +729,11 @@ def test_visibility_follows_the_timeout_param_and_vpc_and_alarm_topic_are_option
     assert config["provider"].get("vpc") is None
     assert config["provider"]["iam"]["role"]["statements"] == []
     assert config["resources"]["Resources"]["DeadLetterQueueAlarm"]["Properties"]["AlarmActions"] == []
-    # and the queue block keeps the shape the local pipeline reads (a --param arrives as a string)
+    # and the queue block is deploy/queue.yml's with the two params in place (a --param arrives as a string)
     queue = config["custom"]["queue"]
-    assert set(queue) == QUEUE_CONTRACT_KEYS
+    local = replace(load_queue_settings(), function_timeout_seconds=300, max_receive_count=8)
     assert int(queue["functionTimeoutSeconds"]) * int(queue["visibilityTimeoutFactor"]) == 1800
+    assert local.visibility_timeout_seconds == 1800 and int(queue["maxReceiveCount"]) == local.max_receive_count
 
 
 def test_a_deploy_without_vpc_params_fails_naming_them(sls):

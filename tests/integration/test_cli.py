@@ -194,7 +194,7 @@ def test_every_command_has_help(capsys):
 
 
 def test_local_queue_serves_the_declared_queue_pair_and_prints_its_urls(sqs, capsys):
-    assert main(["local-queue", "--serve-seconds", "0", "--param", "MAX_RECEIVE_COUNT=3"]) == 0
+    assert main(["local-queue", "--serve-seconds", "0", "--max-receive-count", "3"]) == 0
 
     printed = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
     queue_url, dlq_url = printed["queue"].strip(), printed["dlq"].strip()

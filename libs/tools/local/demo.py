@@ -348,7 +348,7 @@ def format_report(report: DemoReport) -> str:
     assert queue is not None
     lines = [
         f"local SQS (moto) at {report.endpoint_url}: {queue.request_queue_name} -> {queue.dead_letter_queue_name}",
-        f"  from serverless.yml: function timeout {queue.function_timeout_seconds} s, maxReceiveCount "
+        f"  from deploy/queue.yml: function timeout {queue.function_timeout_seconds} s, maxReceiveCount "
         f"{queue.max_receive_count}, batch size {queue.batch_size}; visibility timeout {report.visibility_timeout_seconds} s "
         f"for the demo (declared: {queue.visibility_timeout_factor} x {queue.function_timeout_seconds} = "
         f"{queue.visibility_timeout_seconds} s)",

@@ -14,10 +14,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from libs.errors import ConfigError
-from libs.tools.local.queue_settings import SERVERLESS_YML, read_serverless
+
+#: serverless.yml at the root of the repository.
+SERVERLESS_YML = Path(__file__).resolve().parents[3] / "serverless.yml"
 
 Handler = Callable[[Any, Any], Any]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short tags (``!GetAtt``, ``!Ref`` …) elsewhere in the file as None."""
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def read_serverless(path: Path = SERVERLESS_YML) -> dict[str, Any]:
+    """The file as a mapping, its variables unresolved (only ``functions.<name>.handler`` is read, a literal)."""
+    try:
+        document = yaml.load(Path(path).read_text(), Loader=_Loader)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(str(path), "must be a YAML mapping")
+    return document
 
 
 def handler_path(path: Path = SERVERLESS_YML) -> str:
