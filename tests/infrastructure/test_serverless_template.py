@@ -640,6 +640,25 @@ def test_package_holds_the_code_and_lambda_built_requirements_only(package_entri
         assert f"{top}/__init__.py" in names, top
 
 
+def _service_modules() -> set[str]:
+    """What the function is made of: handler.py and libs/**/*.py, less the tools (libs/cli.py, libs/tools/**)."""
+    modules = {path.relative_to(REPO).as_posix() for path in (REPO / "libs").rglob("*.py")}
+    return {"handler.py"} | {m for m in modules if m != "libs/cli.py" and not m.startswith("libs/tools/")}
+
+
+def test_the_packages_own_files_are_the_service_exactly(package_entries):
+    # given the zip's files that come from this repository (their top-level name is one of the repository's;
+    # the rest are the locked requirements)
+    ours = {path.name for path in REPO.iterdir()} - {".venv", "node_modules", ".serverless", ".cache"}
+    names = {entry.filename for entry in package_entries if not entry.is_dir()}
+    project = {name for name in names if name.split("/", 1)[0] in ours}
+
+    # then they are exactly the handler and the service modules: no tool, test, data, doc or cache
+    assert project == _service_modules()
+    assert "libs/cli.py" not in project and not [n for n in project if n.startswith("libs/tools/")]
+    assert not [n for n in names if n.split("/", 1)[0] in {"tests", "data", "docs", "bench", "events", "deploy"}]
+
+
 def test_package_is_well_under_lambdas_unzipped_limit(package_entries):
     unzipped = sum(entry.file_size for entry in package_entries)
     assert unzipped < 0.8 * LAMBDA_UNZIPPED_LIMIT_BYTES
@@ -655,7 +674,7 @@ def test_packaged_function_runs_on_the_runtime_python_with_nothing_but_the_packa
     with zipfile.ZipFile(PACKAGE) as archive:
         archive.extractall(tmp_path / "task")
     event = REPO / "events" / "batch-with-invalid.json"
-    context_module = REPO / "libs" / "local" / "lambda_context.py"
+    context_module = REPO / "libs" / "tools" / "local" / "lambda_context.py"
     script = (
         "import importlib.util, json, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
