@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from libs.errors import ConfigError
+from libs.tools.local.queue_settings import read_mapping
 
 #: serverless.yml at the root of the repository.
 SERVERLESS_YML = Path(__file__).resolve().parents[3] / "serverless.yml"
@@ -31,22 +32,9 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-def read_serverless(path: Path = SERVERLESS_YML) -> dict[str, Any]:
-    """The file as a mapping, its variables unresolved (only ``functions.<name>.handler`` is read, a literal)."""
-    try:
-        document = yaml.load(Path(path).read_text(), Loader=_Loader)
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"is not valid YAML: {exc}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(str(path), "must be a YAML mapping")
-    return document
-
-
 def handler_path(path: Path = SERVERLESS_YML) -> str:
-    """The one function's ``handler`` setting, e.g. ``handler.handler``."""
-    functions = read_serverless(path).get("functions") or {}
+    """The one function's ``handler`` setting, e.g. ``handler.handler`` (a literal: nothing is resolved)."""
+    functions = read_mapping(path, _Loader).get("functions") or {}
     if len(functions) != 1:
         raise ConfigError("functions", f"{path.name} must declare exactly one function, found {len(functions)}")
     (function,) = functions.values()

@@ -80,21 +80,22 @@ def _key(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; :class:`ConfigError` naming the file when it cannot be read."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=loader)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "must be a mapping of queue settings")
+        raise ConfigError(str(path), "must be a YAML mapping")
     return data
 
 
 def load_queue_settings(path: Path = QUEUE_FILE, *, stage: str | None = None) -> QueueSettings:
     """The settings of ``path`` for ``stage`` (default: the file's ``stage``), as a deploy without params gets them."""
-    data = _read(path)
+    data = read_mapping(path)
     numbers: dict[str, Any] = {
         item.name: data.get(_key(item.name)) for item in fields(QueueSettings) if item.name in _LIMITS
     }
