@@ -93,16 +93,17 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 
 def _request_template(args: argparse.Namespace) -> dict[str, Any]:
+    from libs.errors import ConfigError
+    from libs.helpers.constants_helper import day_list
+
     template: dict[str, Any] = {}
     if args.signals:
         template["signals"] = _comma_list(args.signals)
     if args.periods:
-        try:
-            template["periods"] = [int(p) for p in _comma_list(args.periods) or []]
-        except ValueError:
-            raise AnomalyServiceError(
-                f"--periods must be whole days separated by commas, got {args.periods!r}"
-            ) from None
+        try:  # read as ANOMALY_PERIODS is: the one parser of comma-separated days
+            template["periods"] = list(day_list("--periods", args.periods))
+        except ConfigError as exc:
+            raise AnomalyServiceError(f"--periods {exc.reason}") from None
     for key in ("as_of", "since", "request_id"):
         if getattr(args, key) is not None:
             template[key] = getattr(args, key)
@@ -233,7 +234,7 @@ def _report(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         coin_ids=_coin_universe(args)[0] if args.coins or args.coins_file else None,
         signals=_comma_list(args.signals),
-        periods=_comma_list(args.periods),
+        periods=args.periods,
     )
     settings = get_settings()
     result = write_report(

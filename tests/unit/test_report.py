@@ -125,7 +125,7 @@ def test_dates_take_the_formats_of_the_request(since, as_of, expected_since, exp
 
 
 def test_filters_are_kept_deduplicated_and_in_the_spec_order():
-    got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods=["7", "3", "7"])
+    got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods="7,3,7")
     assert got.coin_ids == ("b", "a")
     assert got.signals == ("latest_price", "volume")
     assert got.periods_days == (3, 7)
@@ -138,8 +138,9 @@ def test_filters_are_kept_deduplicated_and_in_the_spec_order():
         ({"as_of": "2024-13-01"}, "--as-of is not an ISO-8601"),
         ({"since": "2024-11-02", "as_of": "2024-11-01"}, "--since must not be after --as-of"),
         ({"signals": ["volume", "price"]}, "--signals: 'price' is not one of"),
-        ({"periods": ["0"]}, "--periods: '0' is not a whole number of days from 1 to 365"),
-        ({"periods": ["7.5"]}, "--periods: '7.5'"),
+        ({"periods": "0"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '0'"),
+        ({"periods": "7.5"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '7.5'"),
+        ({"periods": "3,,7"}, "--periods must be a comma-separated list"),
         ({"coin_ids": []}, "no coin ids given"),
     ],
 )
@@ -152,7 +153,7 @@ def test_a_bad_argument_is_named(arguments, message):
 
 
 def test_the_query_names_coin_id_first_and_reads_only_the_requested_entries():
-    wanted = scope(since="2024-10-25", as_of="2024-11-01", coin_ids=["b", "a"], signals=["volume"], periods=["3", "7"])
+    wanted = scope(since="2024-10-25", as_of="2024-11-01", coin_ids=["b", "a"], signals=["volume"], periods="3,7")
 
     query, projection = entries_query(wanted)
 
@@ -212,7 +213,7 @@ def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]
 def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(drawn, periods):
     # given documents as the function writes them, with gaps, ties, flat windows and junk
     documents = documents_of(drawn)
-    wanted = scope(signals=list(SMALL_SIGNALS), periods=[str(p) for p in periods] if periods else None)
+    wanted = scope(signals=list(SMALL_SIGNALS), periods=",".join(map(str, periods)) if periods else None)
 
     # when they are read and shaped
     frame = documents_to_entries(iter(documents), wanted).frame
