@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -184,16 +185,25 @@ def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(distinct)
 
 
-def _signals(body: dict[str, Any]) -> tuple[str, ...]:
-    if "signals" not in body:
-        return SIGNALS
-    values = _list(body, "signals")
+def known_signals(values: Sequence[Any]) -> tuple[str, ...]:
+    """The signals ``values`` names, each once, in the order of :data:`SIGNALS` (contract §2).
+
+    Raises :class:`InvalidRequest` (key ``signals``) naming the first entry
+    that is not a signal's name. A request's ``signals`` and the report's
+    ``--signals`` are both read with it.
+    """
     for position, value in enumerate(values):
         if not isinstance(value, str) or value not in SIGNALS:
             shown = repr(value) if isinstance(value, str) else _json_type(value)
             raise InvalidRequest("signals", f"entry {position} ({_short(shown)}) is not one of {', '.join(SIGNALS)}")
     wanted = set(values)
     return tuple(signal for signal in SIGNALS if signal in wanted)
+
+
+def _signals(body: dict[str, Any]) -> tuple[str, ...]:
+    if "signals" not in body:
+        return SIGNALS
+    return known_signals(_list(body, "signals"))
 
 
 def _periods(body: dict[str, Any], default: tuple[int, ...]) -> tuple[int, ...]:

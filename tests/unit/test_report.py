@@ -137,7 +137,7 @@ def test_filters_are_kept_deduplicated_and_in_the_spec_order():
         ({"since": "yesterday"}, "--since is not an ISO-8601 date or datetime"),
         ({"as_of": "2024-13-01"}, "--as-of is not an ISO-8601"),
         ({"since": "2024-11-02", "as_of": "2024-11-01"}, "--since must not be after --as-of"),
-        ({"signals": ["volume", "price"]}, "--signals: 'price' is not one of"),
+        ({"signals": ["volume", "price"]}, "--signals: entry 1 ('price') is not one of latest_price,"),
         ({"periods": "0"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '0'"),
         ({"periods": "7.5"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '7.5'"),
         ({"periods": "3,,7"}, "--periods must be a comma-separated list"),

@@ -3,7 +3,7 @@
 The dates take the formats of contract §3 (read by the request's own
 parser, so a date means the same thing to the report as to the function);
 ``--periods`` is read as ``ANOMALY_PERIODS`` is (one parser of comma-separated
-days) and signals are checked against the same list. Every mistake raises
+days) and ``--signals`` as a request's ``signals`` are. Every mistake raises
 :class:`ReportArgumentError`, which the command turns into exit status 2.
 """
 
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from libs.errors import AnomalyServiceError, ConfigError, InvalidRequest
 from libs.helpers.constants_helper import SIGNALS, day_list
-from libs.request import parse_moment
+from libs.request import known_signals, parse_moment
 
 #: ``since`` when it is not given: a week before ``as_of`` (contract §11).
 DEFAULT_DAYS = 7
@@ -69,11 +69,10 @@ def _ceil_ms(moment: datetime) -> datetime:
 def _signals(signals: Sequence[str] | None) -> tuple[str, ...]:
     if not signals:
         return SIGNALS
-    unknown = [s for s in signals if s not in SIGNALS]
-    if unknown:
-        raise ReportArgumentError(f"--signals: {unknown[0]!r} is not one of {', '.join(SIGNALS)}")
-    wanted = set(signals)
-    return tuple(s for s in SIGNALS if s in wanted)
+    try:
+        return known_signals(signals)
+    except InvalidRequest as exc:
+        raise ReportArgumentError(f"--signals: {exc.reason}") from None
 
 
 def _periods(periods: str | None) -> tuple[int, ...] | None:
