@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - pymongo is a run-time requirement
 #: The frame's dtype for timestamps: MongoDB keeps milliseconds.
 TIMESTAMP_DTYPE = "datetime64[ms]"
 
-#: Documents converted at a time: large enough for numpy to pay off, small enough to keep lists short.
+#: Documents converted at a time: large enough for numpy to pay off, small enough to keep lists short
+#: (the report's reader of stored entries takes the same chunks).
 CHUNK_SIZE = 32_768
 
 
@@ -138,12 +139,13 @@ def documents_to_history(
     (naive UTC; every row when None) and is None on the others.
     """
     builder = _FrameBuilder(signals, ids_since)
-    for chunk in _chunks(documents, CHUNK_SIZE):
+    for chunk in chunks(documents, CHUNK_SIZE):
         builder.add(chunk)
     return builder.finish()
 
 
-def _chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """``documents`` as lists of at most ``size``: a list is sliced, any other iterable (a cursor) read as it comes."""
     if isinstance(documents, list):
         for start in range(0, len(documents), size):
             yield documents[start : start + size]

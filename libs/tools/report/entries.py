@@ -21,14 +21,14 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
-from libs.models.history import as_number
+from libs.models.history import CHUNK_SIZE, as_number, chunks
 from libs.tools.report.scope import ReportScope
 
 #: Columns of the entries frame, in this order.
@@ -48,8 +48,6 @@ ENTRY_COLUMNS = (
 _NUMBERS = ("value", "q1", "q3", "lower", "upper", "k")
 #: The key of a window's entry under ``anomalies.<signal>``: ``7d`` for 7 days.
 _PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
-#: Documents converted at a time.
-CHUNK_SIZE = 32_768
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def documents_to_entries(documents: Iterable[dict[str, Any]], scope: ReportScope
     """
     parts: list[dict[str, np.ndarray]] = []
     read = 0
-    for chunk in _chunks(documents):
+    for chunk in chunks(documents, CHUNK_SIZE):
         read += len(chunk)
         parts.extend(_chunk_entries(chunk, scope))
     if not parts:
@@ -124,12 +122,6 @@ def empty_entries() -> pd.DataFrame:
             "is_anomaly": pd.Series([], dtype="boolean"),
         }
     )
-
-
-def _chunks(documents: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    iterator = iter(documents)
-    while chunk := list(islice(iterator, CHUNK_SIZE)):
-        yield chunk
 
 
 def _dicts(items: list[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
