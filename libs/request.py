@@ -16,6 +16,7 @@ from typing import Any
 
 from libs.errors import InvalidRequest
 from libs.helpers.constants_helper import MAX_PERIOD_DAYS, SIGNALS, Settings
+from libs.jsonvalues import is_unicode_text
 
 MAX_COIN_IDS = 5_000
 MAX_COIN_ID_CHARS = 256
@@ -107,14 +108,6 @@ def _decode(body: Any) -> dict[str, Any]:
     return decoded
 
 
-def _is_unicode_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 _LONE_SURROGATE = "is not Unicode text (a lone surrogate escape such as \\ud800)"
 
 
@@ -124,7 +117,7 @@ def _check_unicode_keys(decoded: dict[str, Any]) -> None:
     Such a key cannot be named in a log line, so the body is what is refused.
     """
     for key in decoded:
-        if not _is_unicode_text(key):
+        if not is_unicode_text(key):
             raise InvalidRequest("body", f"has a key that {_LONE_SURROGATE}")
 
 
@@ -132,7 +125,7 @@ def _check_unicode_values(decoded: dict[str, Any]) -> None:
     """Refuse a value holding a lone surrogate anywhere, naming its key (a coin id or request id
     with one could not be sent to MongoDB or logged)."""
     for key, value in decoded.items():
-        if not _is_unicode_text(json.dumps(value, ensure_ascii=False)):
+        if not is_unicode_text(json.dumps(value, ensure_ascii=False)):
             raise InvalidRequest(key, f"holds a string that {_LONE_SURROGATE}")
 
 

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from libs.jsonvalues import is_unicode_text
+
 try:  # bson ships with pymongo; the model itself does not need it.
     from bson.decimal128 import Decimal128
 except ImportError:  # pragma: no cover - pymongo is a run-time requirement
@@ -155,20 +157,9 @@ def chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict
         yield chunk
 
 
-def decodable(text: str) -> bool:
-    """Whether a decoded string holds no lone surrogate, i.e. its bytes were valid UTF-8."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def usable_coin_id(value: Any) -> bool:
     """A non-empty string that the driver could decode (contract §2)."""
-    return isinstance(value, str) and value != "" and decodable(value)
+    return isinstance(value, str) and value != "" and is_unicode_text(value)
 
 
 def _encodable_ids(ids: list[Any]) -> np.ndarray | bool:
@@ -183,7 +174,7 @@ def _encodable_ids(ids: list[Any]) -> np.ndarray | bool:
     ascii_ = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
     encodable = np.ones(len(ids), dtype=bool)
     for k in np.flatnonzero(~ascii_).tolist():  # only the non-ASCII strings take the Python path
-        encodable[strings[k]] = decodable(texts[k])
+        encodable[strings[k]] = is_unicode_text(texts[k])
     return encodable
 
 

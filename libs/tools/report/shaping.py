@@ -12,14 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from libs.jsonvalues import floats_or_none
 from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify, iso_utc_ms
-
-
-def _finite_or_none(values: pd.Series) -> list[float | None]:
-    numbers = values.to_numpy(dtype=float)
-    boxed = numbers.astype(object)
-    boxed[~np.isfinite(numbers)] = None
-    return boxed.tolist()
 
 
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
@@ -39,8 +33,8 @@ def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
         "end": iso_utc_ms(episodes["end"]),
         "observations": episodes["observations"].astype(int).tolist(),
         "peak_timestamp": iso_utc_ms(episodes["peak_timestamp"]),
-        "peak_value": _finite_or_none(episodes["peak_value"]),
-        "peak_severity": _finite_or_none(episodes["peak_severity"]),
+        "peak_value": floats_or_none(episodes["peak_value"]),
+        "peak_severity": floats_or_none(episodes["peak_severity"]),
         "flat_window": episodes["flat_window"].astype(bool).tolist(),
     }
     return [dict(zip(EPISODE_COLUMNS, row)) for row in zip(*(columns[name] for name in EPISODE_COLUMNS))]
