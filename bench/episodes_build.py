@@ -32,7 +32,6 @@ import numpy as np
 
 from libs.models.episodes import build_episodes
 from libs.tools.report.entries import documents_to_entries
-from libs.tools.report.scope import report_scope
 
 AS_OF = datetime(2024, 11, 1)
 PERIODS = (3, 7, 30)
@@ -110,13 +109,12 @@ def measure(shape: EntriesShape | None = None, reps: int = REPS) -> dict[str, An
     started = time.perf_counter()
     documents = stored_documents(shape)
     generated_s = time.perf_counter() - started
-    scope = report_scope(now=AS_OF, since=(AS_OF - timedelta(days=shape.days)).isoformat(), signals=list(SIGNALS))
-    entries = documents_to_entries(documents, scope).frame
+    entries = documents_to_entries(documents, SIGNALS).frame
     episodes = build_episodes(entries, LOOKBACK_HOURS)
     from bench.run import _median_pair  # the timing every figure uses (bench.run imports this module)
 
     load_s, build_s = _median_pair(
-        lambda: documents_to_entries(documents, scope),
+        lambda: documents_to_entries(documents, SIGNALS),
         lambda: build_episodes(entries, LOOKBACK_HOURS),
         reps=reps,
     )

@@ -14,9 +14,9 @@ from matplotlib.image import imread
 from libs.cli import main
 from libs.tools.local.demo import INVALID_BODIES
 from libs.tools.local.sqs_endpoint import peek_messages
-from libs.tools.plot import written_flag
 from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
+from tests.fakes.reference import stored_flag
 
 END = datetime(2024, 11, 1)
 
@@ -64,7 +64,7 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
     _, planted = synthetic_documents(coins=6, days=32, per_day=3, seed=5)
     found = sum(
         any(
-            written_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
+            stored_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
             for period in (3, 7, 30)
         )
         for p in planted
@@ -76,7 +76,7 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
     flags = Counter()
     for doc in store.find({"anomalies": {"$exists": True}}):
         flags[doc["coin_id"]] += sum(
-            written_flag(doc, signal, period) for signal in doc["anomalies"] for period in (3, 7, 30)
+            stored_flag(doc, signal, period) for signal in doc["anomalies"] for period in (3, 7, 30)
         )
     assert flags[coin] == max(flags.values()) and imread(plot).shape[:2] == (480, 1100)
     # and the analysts' report of the judged week is written, and said where

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
-from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
+from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query, flagged_rows
 from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page
 from libs.tools.report.scope import ReportArgumentError, report_scope
 from libs.tools.report.shaping import episodes_json, report_counts
@@ -216,7 +216,7 @@ def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(d
     wanted = scope(signals=list(SMALL_SIGNALS), periods=",".join(map(str, periods)) if periods else None)
 
     # when they are read and shaped
-    frame = documents_to_entries(iter(documents), wanted).frame
+    frame = documents_to_entries(iter(documents), wanted.signals, wanted.periods_days).frame
     got = episodes_json(build_episodes(frame, LOOKBACK))
 
     # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
@@ -239,7 +239,7 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
         {"coin_id": "c", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "is_anomaly": 1}, "7days": good}}},
     ]
     # when
-    frame = documents_to_entries(documents, scope(signals=["volume"])).frame
+    frame = documents_to_entries(documents, ["volume"]).frame
     # then only b and c give a row, with NaN where the number is not one and NA for a non-boolean flag
     assert frame_rows(frame) == plain_rows(plain_entries(documents, ("volume",), None))
     assert frame["coin_id"].tolist() == ["b", "c"]
@@ -247,8 +247,33 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
     assert frame["is_anomaly"].isna().tolist() == [False, True]
 
 
+@pytest.mark.parametrize(
+    "anomalies, flagged",
+    [
+        ({"volume": {"7d": {"is_anomaly": True}}}, True),
+        ({"volume": {"7d": {"is_anomaly": False}}}, False),
+        ({"volume": {"7d": {"is_anomaly": None}}}, False),
+        ({"volume": {"7d": {"is_anomaly": 1}}}, False),
+        ({"volume": {"3d": {"is_anomaly": True}}}, False),
+        ({"latest_price": {"7d": {"is_anomaly": True}}}, False),
+        ({"evaluated_at": T0}, False),
+        (None, False),
+    ],
+)
+def test_a_document_is_flagged_for_a_signal_and_window_exactly_when_is_anomaly_is_true(anomalies, flagged):
+    # given one stored document (the plot and the demo read flags this way, with the documents' ids)
+    document = {"_id": "doc-1", "coin_id": "a", "timestamp": T0}
+    if anomalies is not None:
+        document["anomalies"] = anomalies
+    # when its volume entries of the 7-day window are read
+    frame = documents_to_entries([document], ["volume"], [7], with_ids=True).frame
+    # then its id is among the flagged rows' exactly when it holds is_anomaly: true there
+    assert list(frame.columns) == ["_id", *ENTRY_COLUMNS]
+    assert frame.loc[flagged_rows(frame), "_id"].tolist() == (["doc-1"] if flagged else [])
+
+
 def test_nothing_stored_gives_an_empty_frame_with_the_columns_build_episodes_takes():
-    frame = documents_to_entries([], scope()).frame
+    frame = documents_to_entries([], SIGNALS).frame
     assert list(frame.columns) == list(ENTRY_COLUMNS) and frame.empty
     assert episodes_json(build_episodes(frame, LOOKBACK)) == []
 
@@ -260,7 +285,7 @@ def test_a_flat_window_is_null_severity_and_ranks_after_every_finite_one():
         {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
     ]
     # when
-    got = episodes_json(build_episodes(documents_to_entries(documents, scope()).frame, LOOKBACK))
+    got = episodes_json(build_episodes(documents_to_entries(documents, SIGNALS).frame, LOOKBACK))
     # then
     assert [(e["period_days"], e["peak_severity"], e["flat_window"]) for e in got] == [
         (7, pytest.approx(0.1), False),
@@ -290,7 +315,7 @@ def test_counts_agree_with_counting_by_hand():
     ]
     documents = documents_of(drawn)
     entries = plain_entries(documents, SMALL_SIGNALS, None)
-    frame = documents_to_entries(documents, scope(signals=list(SMALL_SIGNALS))).frame
+    frame = documents_to_entries(documents, SMALL_SIGNALS).frame
     episodes = build_episodes(frame, LOOKBACK)
     # when
     counts = report_counts(frame, episodes, SMALL_SIGNALS)
@@ -318,7 +343,7 @@ def test_counts_agree_with_counting_by_hand():
 
 def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
     wanted = scope(since="2024-10-19", as_of="2024-10-27")
-    frame = documents_to_entries(documents, wanted).frame
+    frame = documents_to_entries(documents, wanted.signals, wanted.periods_days).frame
     episodes = build_episodes(frame, LOOKBACK)
     view = PageView(
         scope=wanted,

@@ -39,6 +39,7 @@ from libs.tools.local.producer import request_bodies, send_bodies
 from libs.tools.local.queue_settings import QueueSettings, load_queue_settings
 from libs.tools.local.sqs_endpoint import LocalSqsEndpoint, create_queues, peek_messages, queue_counts, sqs_client
 from libs.tools.plot import PlotSummary, plot_signal
+from libs.tools.report.entries import documents_to_entries, flagged_rows
 from libs.tools.synthetic import Planted, synthetic_documents
 
 #: Bodies the function must reject; each ends in the DLQ after maxReceiveCount receives.
@@ -130,19 +131,18 @@ class FlagTally:
 
 def tally_flags(collection: Collection) -> FlagTally:
     """Count ``is_anomaly: true`` entries by signal, period and coin, and collect the flagged points."""
-    tally = FlagTally()
-    for doc in collection.find({"anomalies": {"$exists": True}}, {"coin_id": 1, "timestamp": 1, "anomalies": 1}):
-        for signal, periods in doc["anomalies"].items():
-            if not isinstance(periods, dict):
-                continue
-            tally.judged_points += 1
-            flagged = [period for period, entry in periods.items() if entry.get("is_anomaly") is True]
-            for period in flagged:
-                tally.by_signal_period[(signal, period)] += 1
-                tally.by_coin_signal_period[(doc["coin_id"], signal, period)] += 1
-            if flagged:
-                tally.flagged_points.add((doc["coin_id"], doc["timestamp"], signal))
-    return tally
+    documents = collection.find({"anomalies": {"$exists": True}}, {"coin_id": 1, "timestamp": 1, "anomalies": 1})
+    entries = documents_to_entries(documents, SIGNALS, with_ids=True).frame
+    hits = entries[flagged_rows(entries)]
+    coins, signals = hits["coin_id"].tolist(), hits["signal"].tolist()
+    periods = [f"{period}d" for period in hits["period_days"].tolist()]
+    stamps = hits["timestamp"].to_numpy().astype("datetime64[us]").tolist()  # datetimes, as stored
+    return FlagTally(
+        by_signal_period=Counter(zip(signals, periods)),
+        by_coin_signal_period=Counter(zip(coins, signals, periods)),
+        flagged_points=set(zip(coins, stamps, signals)),
+        judged_points=len(entries[["_id", "signal"]].drop_duplicates()),
+    )
 
 
 class ProgressLine:
