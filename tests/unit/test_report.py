@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
 from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query, flagged_rows
-from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page
+from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page, worst_episode
 from libs.tools.report.scope import ReportArgumentError, report_scope
 from libs.tools.report.shaping import episodes_json, report_counts
 from tests.fakes.episodes_reference import (
@@ -292,6 +292,20 @@ def test_a_flat_window_is_null_severity_and_ranks_after_every_finite_one():
         (3, None, True),
     ]
     assert got[1]["peak_timestamp"] == "2024-10-20T00:00:00.000Z"
+
+
+def test_the_worst_episode_is_the_first_ranked_said_once_for_the_page_and_the_summary():
+    # given a mild spike and a broken flat window: the spike ranks first
+    documents = [
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(36.0, 10.0, 20.0)}}},
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
+    ]
+    episodes = build_episodes(documents_to_entries(documents, SIGNALS).frame, LOOKBACK)
+    # when it is put in words / then once, for the summary line and the page's card alike
+    worst = worst_episode(episodes)
+    assert worst.headline == "a volume 7-day spike (0.10 IQR, peak 36.00 at 2024-10-20 00:00)"
+    assert worst_episode(episodes.iloc[1:]).severity == "flat window"
+    assert worst_episode(episodes.iloc[:0]) is None
 
 
 def test_times_are_iso_utc_with_milliseconds_and_z():
