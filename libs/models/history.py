@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from libs.jsonvalues import is_unicode_text
+from libs.models.frames import empty_frame
 
 try:  # bson ships with pymongo; the model itself does not need it.
     from bson.decimal128 import Decimal128
@@ -118,15 +119,11 @@ _DECIMAL_COEFFICIENT = (1 << 113) - 1
 _DECIMAL_MAX_COEFFICIENT = 10**34 - 1
 
 
-def empty_frame(signals: Sequence[str]) -> pd.DataFrame:
+def empty_history(signals: Sequence[str]) -> pd.DataFrame:
     """A history frame with no rows and the right columns and dtypes."""
-    columns: dict[str, Any] = {
-        "_id": pd.Series([], dtype=object),
-        "coin_id": pd.Series([], dtype=object),
-        "timestamp": pd.Series([], dtype=TIMESTAMP_DTYPE),
-    }
-    columns.update({signal: pd.Series([], dtype=np.float64) for signal in signals})
-    return pd.DataFrame(columns)
+    return empty_frame(
+        {"_id": object, "coin_id": object, "timestamp": TIMESTAMP_DTYPE, **dict.fromkeys(signals, np.float64)}
+    )
 
 
 def documents_to_history(
@@ -328,7 +325,7 @@ class _FrameBuilder:
         count = self.codes.size
         skipped = self.read - count
         if count == 0:
-            return History(empty_frame(self.signals), read=self.read, skipped=skipped)
+            return History(empty_history(self.signals), read=self.read, skipped=skipped)
         names = np.array(list(self.coin_codes), dtype=object)
         by_name = np.argsort(names)
         rank = np.empty(len(names), dtype=np.int32)

@@ -30,24 +30,21 @@ import numpy as np
 import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
+from libs.models.frames import empty_frame
 from libs.models.history import CHUNK_SIZE, as_number, chunks
 from libs.tools.report.scope import ReportScope
 
-#: Columns of the entries frame, in this order.
-ENTRY_COLUMNS = (
-    "coin_id",
-    "signal",
-    "period_days",
-    "timestamp",
-    "value",
-    "q1",
-    "q3",
-    "lower",
-    "upper",
-    "k",
-    "is_anomaly",
-)
 _NUMBERS = ("value", "q1", "q3", "lower", "upper", "k")
+#: Columns of the entries frame, in this order, and their dtypes.
+ENTRY_DTYPES: dict[str, Any] = {
+    "coin_id": object,
+    "signal": object,
+    "period_days": np.int64,
+    "timestamp": "datetime64[ms]",
+    **dict.fromkeys(_NUMBERS, np.float64),
+    "is_anomaly": "boolean",
+}
+ENTRY_COLUMNS = tuple(ENTRY_DTYPES)
 #: The key of a window's entry under ``anomalies.<signal>``: ``7d`` for 7 days.
 _PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
 
@@ -130,17 +127,7 @@ def _columns(with_ids: bool) -> list[str]:
 
 def empty_entries(*, with_ids: bool = False) -> pd.DataFrame:
     """An entries frame with no rows and the right dtypes."""
-    return pd.DataFrame(
-        {
-            **({"_id": pd.Series([], dtype=object)} if with_ids else {}),
-            "coin_id": pd.Series([], dtype=object),
-            "signal": pd.Series([], dtype=object),
-            "period_days": pd.Series([], dtype=np.int64),
-            "timestamp": pd.Series([], dtype="datetime64[ms]"),
-            **{name: pd.Series([], dtype=np.float64) for name in _NUMBERS},
-            "is_anomaly": pd.Series([], dtype="boolean"),
-        }
-    )
+    return empty_frame({"_id": object, **ENTRY_DTYPES} if with_ids else ENTRY_DTYPES)
 
 
 def _dicts(items: list[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from libs.jsonvalues import floats_or_none
 from libs.models.episodes import DIP, EPISODE_COLUMNS, SPIKE, classify, iso_utc_ms
+from libs.models.frames import empty_frame
 
 
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
@@ -64,7 +65,7 @@ class ReportCounts:
 
 def report_counts(entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...]) -> ReportCounts:
     """Counts of episodes, coins and flagged entries (by signal × window), all vectorised."""
-    classes = classify(entries) if not entries.empty else pd.DataFrame({"direction": pd.Series([], dtype=object)})
+    classes = classify(entries) if not entries.empty else empty_frame({"direction": object})
     direction = classes["direction"]
     flagged = direction.notna().to_numpy()
     table = pd.DataFrame(
