@@ -42,6 +42,28 @@ def store():
 
 
 @pytest.fixture
+def real_candles():
+    """Real hourly market candles, from the CSV file ``REAL_CANDLES_CSV`` names; the test skips without it.
+
+    The file has the columns ``timestamp, Open, High, Low, Close, Volume`` (one
+    row an hour, UTC), such as the 1,000 SOL/USDT candles of backtesting.py's
+    test data (2024-09-20 to 2024-11-01), which these tests were written on.
+    That file is AGPL-licensed, so the repository does not carry it: point the
+    variable at a copy (docs/testing.md, "Markers and skips").
+    """
+    import pandas as pd
+
+    path = os.environ.get("REAL_CANDLES_CSV", "").strip()
+    if not path:
+        pytest.skip(
+            "real hourly candles not given: set REAL_CANDLES_CSV to a CSV of timestamp,Open,High,Low,Close,Volume"
+        )
+    if not Path(path).is_file():
+        pytest.fail(f"REAL_CANDLES_CSV names {path}, which is not a file")
+    return pd.read_csv(path, parse_dates=["timestamp"])
+
+
+@pytest.fixture
 def lambda_context() -> LocalContext:
     return LocalContext()
 
