@@ -1,4 +1,4 @@
-"""Episode starts in latest mode against the model's own time on the same message (issue 13: at most 0.15x).
+"""Episode starts in latest mode against the model's own time on the same message (bar: at most 0.15x).
 
 With alerts on, a latest-mode message also judges the previous step of each
 flag from its own window (libs/models/starts.py). This times that step and the
@@ -6,7 +6,9 @@ model (``model.judge``) on the same frame, the benchmark's latest-mode message
 (bench/dataset.py: 2,000 coins, an observation an hour), in the same run,
 interleaved: the median of ``reps`` repetitions of each. Wall clock is the
 figure, as for every other ratio here; the CPU-time ratio is printed beside it
-because these machines are shared and CPU time drifts less.
+because these machines are shared and CPU time drifts less. The bar: with
+alerts on, finding the starts should cost a latest-mode message a small
+fraction of what judging it costs.
 
     .venv/bin/python -m bench.episode_starts [--coins N] [--reps N]
 """

@@ -36,7 +36,7 @@ REQUIRED = os.environ.get("REQUIRE_PACKAGED_TEMPLATE") == "1"
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 FUNCTION = "AnomalyLambdaFunction"
 #: contract §7, written out here rather than read from the code under test.
-SPEC_VARIABLES = {
+CONTRACT_VARIABLES = {
     "MONGODB_URI",
     "MONGODB_RSKYCLUSTER_HOST",
     "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME",
@@ -351,10 +351,10 @@ def test_every_configuration_variable_is_wired_from_a_param(function, ci_params)
         )
     )
     # (the alerts' three may not be read yet where the alerts work has not landed)
-    assert SPEC_VARIABLES - {"ALERT_TOPIC_ARN", "ALERT_MIN_SEVERITY", "ALERT_MAX_PER_MESSAGE"} <= read_by_code
+    assert CONTRACT_VARIABLES - {"ALERT_TOPIC_ARN", "ALERT_MIN_SEVERITY", "ALERT_MAX_PER_MESSAGE"} <= read_by_code
     assert read_by_code - set(variables) == set()
     # the values are the params given, verbatim (a dynamic reference for the password included)
-    for name in SPEC_VARIABLES & set(ci_params):
+    for name in CONTRACT_VARIABLES & set(ci_params):
         assert variables[name] == ci_params[name], name
     assert variables["MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD"].startswith("{{resolve:secretsmanager:")
     # and a variable no param names is empty: the function falls back to its own default

@@ -44,7 +44,7 @@ LOOKBACK = 24
 
 
 def stored_entry(value: float, q1: float | None, q3: float | None, k: float = K) -> dict[str, Any]:
-    """An entry as contract §5 writes it, judged by the rule of section 4 (None quartiles: insufficient)."""
+    """An entry as contract §5 writes it, judged by the rule of contract §4 (None quartiles: insufficient)."""
     if q1 is None or q3 is None:
         return {
             "is_anomaly": None,
@@ -124,7 +124,7 @@ def test_dates_take_the_formats_of_the_request(since, as_of, expected_since, exp
     assert (got.since, got.as_of) == (expected_since, expected_as_of)
 
 
-def test_filters_are_kept_deduplicated_and_in_the_spec_order():
+def test_filters_are_kept_deduplicated_and_in_the_contract_order():
     got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods="7,3,7")
     assert got.coin_ids == ("b", "a")
     assert got.signals == ("latest_price", "volume")

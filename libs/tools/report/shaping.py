@@ -20,7 +20,7 @@ from libs.models.frames import empty_frame
 def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
     """The episodes frame of :func:`~libs.models.episodes.build_episodes` as contract §11's JSON array.
 
-    Keys in the spec's order; ``peak_severity`` null and ``flat_window`` true
+    Keys in contract §11's order; ``peak_severity`` null and ``flat_window`` true
     for a flat-window episode; rows kept in the frame's (ranked) order.
     """
     if episodes.empty:
