@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -179,8 +179,3 @@ def documents(shape: Shape) -> list[dict[str, Any]]:
 def latest_request_body() -> dict[str, Any]:
     """Latest mode: every coin, all seven signals, 3/7/30 days, as of the dataset's end."""
     return {"as_of": AS_OF.isoformat()}
-
-
-def range_request_body(days: int = 7) -> dict[str, Any]:
-    """Range mode: a ``days``-day backfill of every coin up to the dataset's end."""
-    return {"as_of": AS_OF.isoformat(), "since": (AS_OF - timedelta(days=days)).isoformat()}

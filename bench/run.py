@@ -1,4 +1,4 @@
-"""``make bench``: every figure of the performance issue, a table, and bench/results.json.
+"""``make bench``: every figure of docs/performance.md, a table, and bench/results.json.
 
 Each ratio compares two things measured in the same run on the same data,
 interleaved, as the median of ``BENCH_REPS`` repetitions (default 3): these

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from libs.errors import AnomalyServiceError
 from libs.tools.local.lambda_context import LocalContext
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -96,16 +94,17 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 
 def _request_template(args: argparse.Namespace) -> dict[str, Any]:
+    from libs.errors import ConfigError
+    from libs.helpers.constants_helper import day_list
+
     template: dict[str, Any] = {}
     if args.signals:
         template["signals"] = _comma_list(args.signals)
     if args.periods:
-        try:
-            template["periods"] = [int(p) for p in _comma_list(args.periods) or []]
-        except ValueError:
-            raise AnomalyServiceError(
-                f"--periods must be whole days separated by commas, got {args.periods!r}"
-            ) from None
+        try:  # read as ANOMALY_PERIODS is: the one parser of comma-separated days
+            template["periods"] = list(day_list("--periods", args.periods))
+        except ConfigError as exc:
+            raise AnomalyServiceError(f"--periods {exc.reason}") from None
     for key in ("as_of", "since", "request_id"):
         if getattr(args, key) is not None:
             template[key] = getattr(args, key)
@@ -154,17 +153,31 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0 if not report.rejected else 1
 
 
+def _declared_queue(args: argparse.Namespace, **options: int | None) -> Any:
+    """deploy/queue.yml's settings for ``--stage``, with the options given standing in for a deploy's params."""
+    from dataclasses import replace
+
+    from libs.tools.local.queue_settings import load_queue_settings
+
+    given: dict[str, Any] = {name: value for name, value in options.items() if value is not None}
+    return replace(load_queue_settings(stage=getattr(args, "stage", None)), **given)
+
+
 def _poll(args: argparse.Namespace) -> int:
     from libs.tools.local.poller import Poller
-    from libs.tools.local.queue_settings import load_queue_settings
     from libs.tools.local.sqs_endpoint import sqs_client
 
-    queue = load_queue_settings(stage=args.stage, params=dict(args.param))
+    queue = _declared_queue(
+        args,
+        function_timeout_seconds=args.function_timeout,
+        batch_size=args.batch_size,
+        maximum_batching_window_seconds=args.batching_window,
+    )
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
     poller = Poller(
         client,
         args.queue_url,
-        batch_size=args.batch_size or queue.batch_size,
+        batch_size=queue.batch_size,
         batching_window_seconds=queue.maximum_batching_window_seconds,
         wait_seconds=args.wait_seconds,
         function_timeout_ms=queue.function_timeout_ms,
@@ -222,7 +235,7 @@ def _report(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         coin_ids=_coin_universe(args)[0] if args.coins or args.coins_file else None,
         signals=_comma_list(args.signals),
-        periods=_comma_list(args.periods),
+        periods=args.periods,
     )
     settings = get_settings()
     result = write_report(
@@ -241,10 +254,9 @@ def _report(args: argparse.Namespace) -> int:
 def _local_queue(args: argparse.Namespace) -> int:
     import time
 
-    from libs.tools.local.queue_settings import load_queue_settings
     from libs.tools.local.sqs_endpoint import LocalSqsEndpoint, create_queues, sqs_client
 
-    settings = load_queue_settings(stage=args.stage, params=dict(args.param))
+    settings = _declared_queue(args, max_receive_count=args.max_receive_count)
     with LocalSqsEndpoint(port=args.port) as endpoint:
         queues = create_queues(sqs_client(endpoint.url), settings, visibility_timeout_seconds=args.visibility_timeout)
         print(f"endpoint:  {endpoint.url}\nqueue:     {queues.url}\ndlq:       {queues.dlq_url}", flush=True)
@@ -276,13 +288,6 @@ def _redrive(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if report.complete else 1
-
-
-def _param(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, value
 
 
 def _positive(text: str) -> int:
@@ -335,25 +340,16 @@ def _parser() -> argparse.ArgumentParser:
     queue.add_argument("--queue-url", required=True, help="the request queue's URL")
     queue.add_argument("--endpoint-url", help="the SQS endpoint, e.g. http://127.0.0.1:PORT for a local one")
 
-    serverless = argparse.ArgumentParser(add_help=False)
-    serverless.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
-    serverless.add_argument(
-        "--param",
-        type=_param,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a serverless --param, e.g. TIMEOUT=60 (repeatable)",
-    )
-
     local_queue = commands.add_parser(
-        "local-queue",
-        parents=[serverless],
-        help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C",
+        "local-queue", help="serve a local SQS with the queue and DLQ of deploy/queue.yml until Ctrl-C"
     )
+    local_queue.add_argument("--stage", help="the stage that names the queues (default: deploy/queue.yml's, dev)")
     local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     local_queue.add_argument(
         "--visibility-timeout", type=_positive, help="seconds; default factor x function timeout as declared (720)"
+    )
+    local_queue.add_argument(
+        "--max-receive-count", type=_positive, help="receives before the DLQ (default: deploy/queue.yml's, 5)"
     )
     local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     local_queue.set_defaults(run=_local_queue)
@@ -373,11 +369,19 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
     enqueue.set_defaults(run=_enqueue)
 
-    poll = commands.add_parser(
-        "poll", parents=[queue, serverless], help="a local event source mapping feeding the handler"
+    poll = commands.add_parser("poll", parents=[queue], help="a local event source mapping feeding the handler")
+    poll.add_argument("--batch-size", type=_positive, help="messages per invocation (default: deploy/queue.yml's, 10)")
+    poll.add_argument(
+        "--batching-window",
+        type=int,
+        choices=range(301),
+        metavar="0-300",
+        help="seconds to gather a batch above 10 messages (default: deploy/queue.yml's, 0)",
     )
     poll.add_argument(
-        "--batch-size", type=_positive, help="messages per invocation (default: serverless.yml's batchSize)"
+        "--function-timeout",
+        type=_positive,
+        help="seconds each invocation's context counts down from (default: deploy/queue.yml's, 120)",
     )
     poll.add_argument("--until-empty", action="store_true", help="stop when no message is waiting or in flight")
     poll.add_argument(

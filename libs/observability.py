@@ -75,16 +75,6 @@ def untag_message() -> None:
 
 
 @contextmanager
-def message_context(message_id: str) -> Iterator[None]:
-    """Every log line written inside carries ``message_id`` (and ``request_id`` after :func:`tag_request`)."""
-    tag_message(message_id)
-    try:
-        yield
-    finally:
-        untag_message()
-
-
-@contextmanager
 def logs_to(stream: Any) -> Iterator[None]:
     """Send the logger's JSON lines to ``stream`` for the block (local commands, tests).
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from libs.errors import InvalidRequest
 from libs.helpers.constants_helper import MAX_PERIOD_DAYS, SIGNALS, Settings
+from libs.jsonvalues import is_unicode_text
 
 MAX_COIN_IDS = 5_000
 MAX_COIN_ID_CHARS = 256
@@ -106,14 +108,6 @@ def _decode(body: Any) -> dict[str, Any]:
     return decoded
 
 
-def _is_unicode_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 _LONE_SURROGATE = "is not Unicode text (a lone surrogate escape such as \\ud800)"
 
 
@@ -123,7 +117,7 @@ def _check_unicode_keys(decoded: dict[str, Any]) -> None:
     Such a key cannot be named in a log line, so the body is what is refused.
     """
     for key in decoded:
-        if not _is_unicode_text(key):
+        if not is_unicode_text(key):
             raise InvalidRequest("body", f"has a key that {_LONE_SURROGATE}")
 
 
@@ -131,7 +125,7 @@ def _check_unicode_values(decoded: dict[str, Any]) -> None:
     """Refuse a value holding a lone surrogate anywhere, naming its key (a coin id or request id
     with one could not be sent to MongoDB or logged)."""
     for key, value in decoded.items():
-        if not _is_unicode_text(json.dumps(value, ensure_ascii=False)):
+        if not is_unicode_text(json.dumps(value, ensure_ascii=False)):
             raise InvalidRequest(key, f"holds a string that {_LONE_SURROGATE}")
 
 
@@ -153,14 +147,12 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _list(body: dict[str, Any], key: str, max_items: int | None = None) -> list[Any]:
+def _list(body: dict[str, Any], key: str) -> list[Any]:
     value = body[key]
     if not isinstance(value, list):
         raise InvalidRequest(key, f"must be a list, got {_json_type(value)}")
     if not value:
         raise InvalidRequest(key, "must not be empty")
-    if max_items is not None and len(value) > max_items:
-        raise InvalidRequest(key, f"must have at most {max_items} entries, got {len(value)}")
     return value
 
 
@@ -186,16 +178,25 @@ def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(distinct)
 
 
-def _signals(body: dict[str, Any]) -> tuple[str, ...]:
-    if "signals" not in body:
-        return SIGNALS
-    values = _list(body, "signals")
+def known_signals(values: Sequence[Any]) -> tuple[str, ...]:
+    """The signals ``values`` names, each once, in the order of :data:`SIGNALS` (contract §2).
+
+    Raises :class:`InvalidRequest` (key ``signals``) naming the first entry
+    that is not a signal's name. A request's ``signals`` and the report's
+    ``--signals`` are both read with it.
+    """
     for position, value in enumerate(values):
         if not isinstance(value, str) or value not in SIGNALS:
             shown = repr(value) if isinstance(value, str) else _json_type(value)
             raise InvalidRequest("signals", f"entry {position} ({_short(shown)}) is not one of {', '.join(SIGNALS)}")
     wanted = set(values)
     return tuple(signal for signal in SIGNALS if signal in wanted)
+
+
+def _signals(body: dict[str, Any]) -> tuple[str, ...]:
+    if "signals" not in body:
+        return SIGNALS
+    return known_signals(_list(body, "signals"))
 
 
 def _periods(body: dict[str, Any], default: tuple[int, ...]) -> tuple[int, ...]:

@@ -23,7 +23,6 @@ from libs.tools.embedded_store import reset_embedded_store  # noqa: E402
 from libs.tools.local.lambda_context import LocalContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -40,6 +39,28 @@ def store():
     collection = get_collection()
     yield collection
     reset_embedded_store()
+
+
+@pytest.fixture
+def real_candles():
+    """Real hourly market candles, from the CSV file ``REAL_CANDLES_CSV`` names; the test skips without it.
+
+    The file has the columns ``timestamp, Open, High, Low, Close, Volume`` (one
+    row an hour, UTC), such as the 1,000 SOL/USDT candles of backtesting.py's
+    test data (2024-09-20 to 2024-11-01), which these tests were written on.
+    That file is AGPL-licensed, so the repository does not carry it: point the
+    variable at a copy (docs/testing.md, "Markers and skips").
+    """
+    import pandas as pd
+
+    path = os.environ.get("REAL_CANDLES_CSV", "").strip()
+    if not path:
+        pytest.skip(
+            "real hourly candles not given: set REAL_CANDLES_CSV to a CSV of timestamp,Open,High,Low,Close,Volume"
+        )
+    if not Path(path).is_file():
+        pytest.fail(f"REAL_CANDLES_CSV names {path}, which is not a file")
+    return pd.read_csv(path, parse_dates=["timestamp"])
 
 
 @pytest.fixture
@@ -105,7 +126,7 @@ def sqs(sqs_endpoint):
 
 @pytest.fixture
 def queue_settings():
-    """The queue settings serverless.yml declares (custom.queue), for the default stage."""
+    """The queue settings deploy/queue.yml declares (serverless.yml reads the same file), for the default stage."""
     from libs.tools.local.queue_settings import load_queue_settings
 
     return load_queue_settings()

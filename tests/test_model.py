@@ -10,7 +10,6 @@ tolerance.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,8 +29,6 @@ from libs.models.model import (
 )
 from tests.fakes.examples import examples
 from tests.fakes.market import MARKET_SIGNALS, market_slice
-
-SOLUSDT_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solusdt_1h.csv"
 
 T0 = datetime(2024, 3, 1)
 DAY = timedelta(days=1)
@@ -741,11 +738,9 @@ def test_same_flags_whichever_mode_judged_the_observation():
 # --------------------------------------------------------------------------- real data
 
 
-def test_real_solusdt_candles_match_the_reference():
-    if not SOLUSDT_CSV.exists():
-        pytest.skip(f"{SOLUSDT_CSV} is absent")
-    # Given 1,000 real hourly SOL/USDT candles mapped onto three signals
-    candles = pd.read_csv(SOLUSDT_CSV, parse_dates=["timestamp"])
+def test_real_hourly_candles_match_the_reference(real_candles):
+    # Given real hourly candles (REAL_CANDLES_CSV, e.g. 1,000 of SOL/USDT) mapped onto three signals
+    candles = real_candles
     frame = pd.DataFrame(
         {
             "coin_id": "solana",

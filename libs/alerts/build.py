@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from libs.jsonvalues import floats_or_none
 from libs.models.episodes import iso_utc_ms, ranked_by_severity
 
 #: SNS asks for a Subject "less than 100 characters long".
@@ -160,30 +160,30 @@ def plan_alerts(raises: pd.DataFrame, request_id: str | None, max_per_message: i
 def alerts_of(table: pd.DataFrame, windows: pd.DataFrame, request_id: str | None) -> list[Alert]:
     """The :class:`Alert` values of the rows of an alert table, in its order."""
     listed = windows.loc[windows["alert"].isin(table["alert"])]
-    by_alert: dict[int, list[dict[str, Any]]] = {}
-    numbers = {name: listed[name].to_numpy(dtype=np.float64).tolist() for name in (*_WINDOW_NUMBERS, "k", "severity")}
+    numbers = {name: floats_or_none(listed[name]) for name in (*_WINDOW_NUMBERS, "k", "severity")}
     periods, counts, levels = (listed[name].to_numpy(dtype=np.int64).tolist() for name in ("period_days", "n", "level"))
+    by_alert: dict[int, list[dict[str, Any]]] = {}
     for position, alert in enumerate(listed["alert"].to_numpy().tolist()):
         by_alert.setdefault(alert, []).append(
             {
                 "period_days": periods[position],
-                **{name: json_number(numbers[name][position]) for name in _WINDOW_NUMBERS},
+                **{name: numbers[name][position] for name in _WINDOW_NUMBERS},
                 "n": counts[position],
-                "k": json_number(numbers["k"][position]),
-                "severity": json_number(numbers["severity"][position]),
+                "k": numbers["k"][position],
+                "severity": numbers["severity"][position],
                 "level": levels[position],
             }
         )
+    values, severities = floats_or_none(table["value"]), floats_or_none(table["severity"])
     alerts = []
-    for row in table.itertuples(index=False):
-        severity = json_number(row.severity)
+    for position, row in enumerate(table.itertuples(index=False)):
         coin_id, signal, timestamp, direction = (
             str(row.coin_id),
             str(row.signal),
             str(row.timestamp),
             str(row.direction),
         )
-        level = int(row.level)
+        level, severity = int(row.level), severities[position]
         alerts.append(
             Alert(
                 alert_id=alert_id(coin_id, signal, timestamp, direction),
@@ -191,7 +191,7 @@ def alerts_of(table: pd.DataFrame, windows: pd.DataFrame, request_id: str | None
                 signal=signal,
                 timestamp=timestamp,
                 direction=direction,
-                value=json_number(row.value),
+                value=values[position],
                 severity=severity,
                 level=level,
                 flat_window=bool(row.flat_window),
@@ -224,14 +224,6 @@ def subject(coin_id: str, signal: str, direction: str, level: int, severity: flo
 def _escaped(character: str) -> str:
     code = ord(character)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def json_number(value: Any) -> float | None:
-    """A float for JSON, or None when missing or not finite (JSON has no NaN or Infinity)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def attribute_text(text: str) -> str:

@@ -237,32 +237,6 @@ class Settings:
             self.latest_lookback_hours,
         )
 
-    @property
-    def store_description(self) -> str:
-        """Where the scores live, safe to log: no credentials, no full URI."""
-        return f"{redact_uri(self.mongodb_uri)} {self.database}.{self.collection}"
-
-
-def redact_uri(uri: str) -> str:
-    """Scheme and host of a MongoDB URI, without credentials, path or options."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return "<unparseable uri>"
-    # RFC 3986 reading (the authority ends at the first / ? #) and the reading of a
-    # pasted, unescaped password (the hosts follow the last @) must agree; when an
-    # @ in the options or a / in the password makes them differ, show no host at
-    # all rather than risk printing a piece of a secret.
-    authority = rest
-    for delimiter in "/?#":
-        authority = authority.split(delimiter, 1)[0]
-    hosts = authority.rpartition("@")[2]
-    after_last_at = rest.rpartition("@")[2]
-    for delimiter in "/?#":
-        after_last_at = after_last_at.split(delimiter, 1)[0]
-    if hosts != after_last_at:
-        return f"{scheme}://<redacted>"
-    return f"{scheme}://{hosts}" if hosts else f"{scheme}://"
-
 
 def check_connection_string(uri: str) -> None:
     """Raise :class:`ConfigError` naming ``MONGODB_URI`` when the driver cannot parse ``uri``.

@@ -35,6 +35,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from libs.errors import StoreUnavailable
 from libs.helpers.constants_helper import EMBEDDED_STORE_MODULE, Settings, get_settings
 from libs.helpers.store_budget import active_budget, driver_error, remaining_s, timeout_error
+from libs.jsonvalues import floats_or_none
 from libs.models.history import History, documents_to_history, usable_coin_id
 from libs.request import RiskRequest
 
@@ -218,10 +219,6 @@ def load_history(request: RiskRequest, settings: Settings, reader: Reader | None
     return documents_to_history(documents, request.signals, ids_since=judged_from)
 
 
-def _or_none(values: np.ndarray) -> list[Any]:
-    return [None if v != v else v for v in values.tolist()]
-
-
 def build_updates(
     frame: pd.DataFrame, judged_rows: np.ndarray, results: pd.DataFrame, evaluated_at: datetime
 ) -> list[UpdateOne]:
@@ -233,10 +230,10 @@ def build_updates(
             block["row"].tolist(),
             block["is_anomaly"].to_numpy(dtype=object, na_value=None).tolist(),
             block["value"].tolist(),
-            _or_none(block["q1"].to_numpy()),
-            _or_none(block["q3"].to_numpy()),
-            _or_none(block["lower"].to_numpy()),
-            _or_none(block["upper"].to_numpy()),
+            floats_or_none(block["q1"], infinite=True),
+            floats_or_none(block["q3"], infinite=True),
+            floats_or_none(block["lower"], infinite=True),
+            floats_or_none(block["upper"], infinite=True),
             block["n"].tolist(),
             block["k"].tolist(),
         )

@@ -21,22 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from libs.models.frames import empty_frame
 from libs.models.severity import DIRECTIONS, RaiseRules, SeverityScale, beyond_fence, classify, levels, numbers
 
-#: Columns of the frame :func:`build_episodes` returns, in this order (contract §11).
-EPISODE_COLUMNS = (
-    "coin_id",
-    "signal",
-    "period_days",
-    "direction",
-    "start",
-    "end",
-    "observations",
-    "peak_timestamp",
-    "peak_value",
-    "peak_severity",
-    "flat_window",
-)
+#: Columns of the frame :func:`build_episodes` returns, in this order (contract §11), and their dtypes.
+EPISODE_DTYPES = {
+    "coin_id": object,
+    "signal": object,
+    "period_days": np.int64,
+    "direction": object,
+    "start": "datetime64[ms]",
+    "end": "datetime64[ms]",
+    "observations": np.int64,
+    "peak_timestamp": "datetime64[ms]",
+    "peak_value": np.float64,
+    "peak_severity": np.float64,
+    "flat_window": bool,
+}
+EPISODE_COLUMNS = tuple(EPISODE_DTYPES)
 
 _KEYS = ("coin_id", "signal", "period_days")
 _MS_PER_HOUR = 3_600_000
@@ -206,24 +208,6 @@ def _raised(steps: Steps, episode: np.ndarray, level: np.ndarray, memory_ms: int
     return result
 
 
-def _empty_episodes() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "coin_id": pd.Series([], dtype=object),
-            "signal": pd.Series([], dtype=object),
-            "period_days": pd.Series([], dtype=np.int64),
-            "direction": pd.Series([], dtype=object),
-            "start": pd.Series([], dtype="datetime64[ms]"),
-            "end": pd.Series([], dtype="datetime64[ms]"),
-            "observations": pd.Series([], dtype=np.int64),
-            "peak_timestamp": pd.Series([], dtype="datetime64[ms]"),
-            "peak_value": pd.Series([], dtype=float),
-            "peak_severity": pd.Series([], dtype=float),
-            "flat_window": pd.Series([], dtype=bool),
-        }
-    )
-
-
 def build_episodes(entries: pd.DataFrame, lookback_hours: float, scale: SeverityScale) -> pd.DataFrame:
     """The episodes of contract §9 over stored entries, ranked as contract §11 says.
 
@@ -246,7 +230,7 @@ def build_episodes(entries: pd.DataFrame, lookback_hours: float, scale: Severity
     the contract leaves open).
     """
     if entries.empty:
-        return _empty_episodes()
+        return empty_frame(EPISODE_DTYPES)
     classes = classify(entries, scale)
     direction = classes["direction"].to_numpy(dtype=object)
     severity = classes["severity"].to_numpy(dtype=np.float64)
@@ -289,7 +273,7 @@ def build_episodes(entries: pd.DataFrame, lookback_hours: float, scale: Severity
             )
         )
     if not parts:
-        return _empty_episodes()
+        return empty_frame(EPISODE_DTYPES)
     return ranked_by_severity(
         pd.concat(parts, ignore_index=True), "peak_severity", ["coin_id", "signal", "period_days", "start", "direction"]
     )[list(EPISODE_COLUMNS)]

@@ -36,6 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from libs.jsonvalues import is_unicode_text
+from libs.models.frames import empty_frame
+
 try:  # bson ships with pymongo; the model itself does not need it.
     from bson.decimal128 import Decimal128
 except ImportError:  # pragma: no cover - pymongo is a run-time requirement
@@ -44,7 +47,8 @@ except ImportError:  # pragma: no cover - pymongo is a run-time requirement
 #: The frame's dtype for timestamps: MongoDB keeps milliseconds.
 TIMESTAMP_DTYPE = "datetime64[ms]"
 
-#: Documents converted at a time: large enough for numpy to pay off, small enough to keep lists short.
+#: Documents converted at a time: large enough for numpy to pay off, small enough to keep lists short
+#: (the report's reader of stored entries takes the same chunks).
 CHUNK_SIZE = 32_768
 
 
@@ -115,15 +119,11 @@ _DECIMAL_COEFFICIENT = (1 << 113) - 1
 _DECIMAL_MAX_COEFFICIENT = 10**34 - 1
 
 
-def empty_frame(signals: Sequence[str]) -> pd.DataFrame:
+def empty_history(signals: Sequence[str]) -> pd.DataFrame:
     """A history frame with no rows and the right columns and dtypes."""
-    columns: dict[str, Any] = {
-        "_id": pd.Series([], dtype=object),
-        "coin_id": pd.Series([], dtype=object),
-        "timestamp": pd.Series([], dtype=TIMESTAMP_DTYPE),
-    }
-    columns.update({signal: pd.Series([], dtype=np.float64) for signal in signals})
-    return pd.DataFrame(columns)
+    return empty_frame(
+        {"_id": object, "coin_id": object, "timestamp": TIMESTAMP_DTYPE, **dict.fromkeys(signals, np.float64)}
+    )
 
 
 def documents_to_history(
@@ -138,12 +138,13 @@ def documents_to_history(
     (naive UTC; every row when None) and is None on the others.
     """
     builder = _FrameBuilder(signals, ids_since)
-    for chunk in _chunks(documents, CHUNK_SIZE):
+    for chunk in chunks(documents, CHUNK_SIZE):
         builder.add(chunk)
     return builder.finish()
 
 
-def _chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """``documents`` as lists of at most ``size``: a list is sliced, any other iterable (a cursor) read as it comes."""
     if isinstance(documents, list):
         for start in range(0, len(documents), size):
             yield documents[start : start + size]
@@ -153,20 +154,9 @@ def _chunks(documents: Iterable[dict[str, Any]], size: int) -> Iterator[list[dic
         yield chunk
 
 
-def decodable(text: str) -> bool:
-    """Whether a decoded string holds no lone surrogate, i.e. its bytes were valid UTF-8."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def usable_coin_id(value: Any) -> bool:
     """A non-empty string that the driver could decode (contract §2)."""
-    return isinstance(value, str) and value != "" and decodable(value)
+    return isinstance(value, str) and value != "" and is_unicode_text(value)
 
 
 def _encodable_ids(ids: list[Any]) -> np.ndarray | bool:
@@ -181,7 +171,7 @@ def _encodable_ids(ids: list[Any]) -> np.ndarray | bool:
     ascii_ = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
     encodable = np.ones(len(ids), dtype=bool)
     for k in np.flatnonzero(~ascii_).tolist():  # only the non-ASCII strings take the Python path
-        encodable[strings[k]] = decodable(texts[k])
+        encodable[strings[k]] = is_unicode_text(texts[k])
     return encodable
 
 
@@ -335,7 +325,7 @@ class _FrameBuilder:
         count = self.codes.size
         skipped = self.read - count
         if count == 0:
-            return History(empty_frame(self.signals), read=self.read, skipped=skipped)
+            return History(empty_history(self.signals), read=self.read, skipped=skipped)
         names = np.array(list(self.coin_codes), dtype=object)
         by_name = np.argsort(names)
         rank = np.empty(len(names), dtype=np.int32)

@@ -24,26 +24,29 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from libs.models.frames import empty_frame
 from libs.models.order_statistics import lerp, quantile_positions, ranked_window_quartiles
 
-#: Columns of the frame :func:`judge` returns, one row per judged row × signal × period.
-RESULT_COLUMNS = (
-    "row",
-    "signal",
-    "period_days",
-    "value",
-    "n",
-    "q1",
-    "q3",
-    "lower",
-    "upper",
-    "is_anomaly",
-    "k",
-)
+#: Columns of the frame :func:`judge` returns, one row per judged row × signal × period, and their dtypes.
+RESULT_DTYPES: dict[str, Any] = {
+    "row": np.intp,
+    "signal": object,
+    "period_days": np.int64,
+    "value": np.float64,
+    "n": np.int64,
+    "q1": np.float64,
+    "q3": np.float64,
+    "lower": np.float64,
+    "upper": np.float64,
+    "is_anomaly": "boolean",
+    "k": np.float64,
+}
+RESULT_COLUMNS = tuple(RESULT_DTYPES)
 
 #: Cells of one padded window matrix (about 25 bytes of temporaries each); bounds the model's memory.
 MAX_WINDOW_CELLS = 1 << 20
@@ -350,22 +353,8 @@ def _quartiles(
 
 
 def empty_results() -> pd.DataFrame:
-    """A results frame with no rows and the columns and dtypes of :data:`RESULT_COLUMNS`."""
-    return pd.DataFrame(
-        {
-            "row": pd.Series([], dtype=np.intp),
-            "signal": pd.Series([], dtype=object),
-            "period_days": pd.Series([], dtype=np.int64),
-            "value": pd.Series([], dtype=np.float64),
-            "n": pd.Series([], dtype=np.int64),
-            "q1": pd.Series([], dtype=np.float64),
-            "q3": pd.Series([], dtype=np.float64),
-            "lower": pd.Series([], dtype=np.float64),
-            "upper": pd.Series([], dtype=np.float64),
-            "is_anomaly": pd.Series([], dtype="boolean"),
-            "k": pd.Series([], dtype=np.float64),
-        }
-    )
+    """A results frame with no rows and the columns and dtypes of :data:`RESULT_DTYPES`."""
+    return empty_frame(RESULT_DTYPES)
 
 
 def judged_mask(

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from libs.models.episodes import hours_ms, raising
+from libs.models.frames import empty_frame
 from libs.models.model import ModelParams, SortedRows, judge_signal, sort_rows
 from libs.models.severity import RaiseRules, SeverityScale, classify, levels
 
@@ -68,7 +69,7 @@ _DTYPES = {
 
 def empty_raises() -> pd.DataFrame:
     """A raises frame with no rows."""
-    return pd.DataFrame({name: np.empty(0, dtype=dtype) for name, dtype in _DTYPES.items()}, copy=False)
+    return empty_frame(_DTYPES)
 
 
 def _entries(frame: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pymongo.collection import Collection
 from libs.helpers.mongodb_helper import coin_documents
 from libs.models.history import documents_to_history
 from libs.models.model import ModelParams, judge
+from libs.tools.report.entries import documents_to_entries, flagged_rows
 
 #: Signals that span orders of magnitude: drawn on a log scale when all values are positive.
 LOG_SCALE_SIGNALS = ("latest_price", "volume", "market_cap")
@@ -71,14 +72,6 @@ def compact_number(value: float, *, precise: bool = False) -> str:
     return f"{value:.2f}" if magnitude >= 1 else f"{value:.4g}"
 
 
-def written_flag(document: dict[str, Any], signal: str, period_days: int) -> bool:
-    """True when the store holds ``is_anomaly: true`` for this signal and period on the document."""
-    entry: Any = document.get("anomalies")
-    for key in (signal, f"{period_days}d"):
-        entry = entry.get(key) if isinstance(entry, dict) else None
-    return isinstance(entry, dict) and entry.get("is_anomaly") is True
-
-
 def plot_signal(
     collection: Collection,
     *,
@@ -109,7 +102,8 @@ def plot_signal(
         raise ValueError(f"no observations of coin {coin_id!r} in the store{period}")
     params = ModelParams((signal,), (period_days,), deviation_limit, min_observations)
     fences = judge(frame, shown, params)
-    flagged_ids = {doc["_id"] for doc in documents if written_flag(doc, signal, period_days)}
+    stored = documents_to_entries(documents, (signal,), (period_days,), with_ids=True).frame
+    flagged_ids = set(stored.loc[flagged_rows(stored), "_id"].tolist())
     flagged = frame["_id"].isin(flagged_ids).to_numpy() & shown
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg

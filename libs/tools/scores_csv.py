@@ -55,7 +55,7 @@ import pandas as pd
 
 from libs.errors import AnomalyServiceError, InvalidRequest
 from libs.helpers.constants_helper import SIGNALS
-from libs.models.history import TIMESTAMP_DTYPE, empty_frame
+from libs.models.history import TIMESTAMP_DTYPE, empty_history
 from libs.request import EARLIEST_MOMENT, parse_moment
 
 #: The two columns every file must have; the signals are optional.
@@ -122,7 +122,7 @@ def read_scores_csv(path: Path | str) -> pd.DataFrame:
         names, stamps = names[order], stamps[order]
         columns = {signal: values[order] for signal, values in columns.items()}
     if not len(names):
-        return empty_frame(signals).drop(columns="_id")
+        return empty_history(signals).drop(columns="_id")
     frame = pd.DataFrame(columns, copy=False)  # built as the loader builds it, so the dtypes are the same
     frame.insert(0, "coin_id", names)
     frame.insert(1, "timestamp", stamps)

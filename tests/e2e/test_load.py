@@ -23,6 +23,8 @@ import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
+import pytest
+
 import handler
 from libs import processor
 from libs.helpers.constants_helper import SIGNALS
@@ -110,6 +112,7 @@ class Faults:
         return summary
 
 
+@pytest.mark.slow
 def test_two_thousand_messages_with_faults_are_all_accounted_for(
     store, sqs, sqs_endpoint, queues, queue_settings, monkeypatch, capsys
 ):

@@ -12,6 +12,7 @@ import csv
 import functools
 import gzip
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from libs.tools.scores_csv import read_scores_csv
 REPO = Path(__file__).resolve().parents[2]
 MARKET_CSV = REPO / "data" / "coingecko-daily.csv.gz"
 EVENTS_CSV = REPO / "data" / "events.csv"
-#: The source folder the file is made from; present on the project's own machines only.
-SOURCE_DIR = REPO.parent / "shared" / "data" / "coingecko50-daily"
+#: The source folder the file is made from (CoinGecko's per-coin CSV files), named by ``MARKET_SOURCE_DIR``;
+#: the regeneration tests skip where it is not given.
+SOURCE_DIR = Path(os.environ.get("MARKET_SOURCE_DIR", "").strip() or "/nonexistent/market-source")
 MARKET_SIGNALS = ("latest_price", "volume", "market_cap")
 
 

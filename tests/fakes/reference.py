@@ -82,3 +82,11 @@ def expected_written(
     if value is None:
         return None
     return expected_entry(documents, doc["coin_id"], doc["timestamp"], value, signal, period_days, k, min_observations)
+
+
+def stored_flag(document: dict[str, Any], signal: str, period_days: int) -> bool:
+    """True when the document holds ``is_anomaly: true`` for this signal and window (contract §5), read by hand."""
+    entry: Any = document.get("anomalies")
+    for key in (signal, f"{period_days}d"):
+        entry = entry.get(key) if isinstance(entry, dict) else None
+    return isinstance(entry, dict) and entry.get("is_anomaly") is True

@@ -16,11 +16,13 @@ import re
 import shutil
 import subprocess
 import zipfile
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from libs.tools.local.queue_settings import QueueSettings, load_queue_settings
 from tests.conftest import REPO
 from tests.fakes.sqs import failed_ids, sqs_event
 
@@ -33,19 +35,8 @@ CI_PARAMS = REPO / "deploy" / "ci.params"
 REQUIRED = os.environ.get("REQUIRE_PACKAGED_TEMPLATE") == "1"
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 FUNCTION = "AnomalyLambdaFunction"
-#: The queue block that the local pipeline reads too (the shared contract): exactly these keys.
-QUEUE_CONTRACT_KEYS = {
-    "functionTimeoutSeconds",
-    "visibilityTimeoutFactor",
-    "maxReceiveCount",
-    "dlqRetentionSeconds",
-    "batchSize",
-    "maximumBatchingWindowSeconds",
-    "requestQueueName",
-    "deadLetterQueueName",
-}
 #: contract §7, written out here rather than read from the code under test.
-SPEC_VARIABLES = {
+CONTRACT_VARIABLES = {
     "MONGODB_URI",
     "MONGODB_RSKYCLUSTER_HOST",
     "MONGODB_RSKYCLUSTER_DATABASE_USER_NAME",
@@ -203,6 +194,48 @@ def alerts_off(sls, ci_params, tmp_path_factory) -> dict[str, Any]:
 # --- the queue and its dead-letter queue -------------------------------------------------------
 
 
+def _deployed_queue(resources: dict[str, Any]) -> dict[str, Any]:
+    """What a template makes of the queue pair and its mapping, in the local settings' terms."""
+    request, dlq = resources["RequestQueue"]["Properties"], resources["DeadLetterQueue"]["Properties"]
+    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    return {
+        "function_timeout_seconds": resources[FUNCTION]["Properties"]["Timeout"],
+        "visibility_timeout_seconds": request["VisibilityTimeout"],
+        "max_receive_count": request["RedrivePolicy"]["maxReceiveCount"],
+        "dlq_retention_seconds": dlq["MessageRetentionPeriod"],
+        "batch_size": mapping["BatchSize"],
+        "maximum_batching_window_seconds": mapping["MaximumBatchingWindowInSeconds"],
+        "request_queue_name": request["QueueName"],
+        "dead_letter_queue_name": dlq["QueueName"],
+    }
+
+
+def _local_queue(settings: QueueSettings) -> dict[str, Any]:
+    """The same facts as the local pipeline reads them (libs/tools/local/queue_settings.py)."""
+    return {name: getattr(settings, name) for name in _DEPLOYED_NAMES}
+
+
+_DEPLOYED_NAMES = (
+    "function_timeout_seconds",
+    "visibility_timeout_seconds",
+    "max_receive_count",
+    "dlq_retention_seconds",
+    "batch_size",
+    "maximum_batching_window_seconds",
+    "request_queue_name",
+    "dead_letter_queue_name",
+)
+
+
+def test_the_deployed_queue_pair_is_the_one_the_local_pipeline_creates(resources, alerts_off):
+    # given deploy/queue.yml as the local pipeline reads it
+    declared = load_queue_settings()
+    # then the packaged template holds exactly that queue pair, mapping and timeout
+    assert _deployed_queue(resources) == _local_queue(declared)
+    # and a --param TIMEOUT=300 moves both sides alike (the visibility timeout derived again)
+    assert _deployed_queue(alerts_off["Resources"]) == _local_queue(replace(declared, function_timeout_seconds=300))
+
+
 def test_request_queue_redrives_to_the_dlq_after_five_receives(resources):
     # given the packaged template, when its request queue is read
     redrive = resources["RequestQueue"]["Properties"]["RedrivePolicy"]
@@ -321,10 +354,10 @@ def test_every_configuration_variable_is_wired_from_a_param(function, ci_params)
             (REPO / "libs" / "helpers" / "constants_helper.py").read_text(),
         )
     )
-    assert SPEC_VARIABLES <= read_by_code
+    assert CONTRACT_VARIABLES <= read_by_code
     assert read_by_code - set(variables) == set()
     # the values are the params given, verbatim (a dynamic reference for the password included)
-    for name in SPEC_VARIABLES & set(ci_params):
+    for name in CONTRACT_VARIABLES & set(ci_params):
         assert variables[name] == ci_params[name], name
     assert variables["MONGODB_RSKYCLUSTER_DATABASE_USER_PASSWORD"].startswith("{{resolve:secretsmanager:")
     # and a variable no param names is empty: the function falls back to its own default
@@ -611,6 +644,25 @@ def test_package_holds_the_code_and_lambda_built_requirements_only(package_entri
         assert f"{top}/__init__.py" in names, top
 
 
+def _service_modules() -> set[str]:
+    """What the function is made of: handler.py and libs/**/*.py, less the tools (libs/cli.py, libs/tools/**)."""
+    modules = {path.relative_to(REPO).as_posix() for path in (REPO / "libs").rglob("*.py")}
+    return {"handler.py"} | {m for m in modules if m != "libs/cli.py" and not m.startswith("libs/tools/")}
+
+
+def test_the_packages_own_files_are_the_service_exactly(package_entries):
+    # given the zip's files that come from this repository (their top-level name is one of the repository's;
+    # the rest are the locked requirements)
+    ours = {path.name for path in REPO.iterdir()} - {".venv", "node_modules", ".serverless", ".cache"}
+    names = {entry.filename for entry in package_entries if not entry.is_dir()}
+    project = {name for name in names if name.split("/", 1)[0] in ours}
+
+    # then they are exactly the handler and the service modules: no tool, test, data, doc or cache
+    assert project == _service_modules()
+    assert "libs/cli.py" not in project and not [n for n in project if n.startswith("libs/tools/")]
+    assert not [n for n in names if n.split("/", 1)[0] in {"tests", "data", "docs", "bench", "events", "deploy"}]
+
+
 def test_package_is_well_under_lambdas_unzipped_limit(package_entries):
     unzipped = sum(entry.file_size for entry in package_entries)
     assert unzipped < 0.8 * LAMBDA_UNZIPPED_LIMIT_BYTES
@@ -626,7 +678,7 @@ def test_packaged_function_runs_on_the_runtime_python_with_nothing_but_the_packa
     with zipfile.ZipFile(PACKAGE) as archive:
         archive.extractall(tmp_path / "task")
     event = REPO / "events" / "batch-with-invalid.json"
-    context_module = REPO / "libs" / "local" / "lambda_context.py"
+    context_module = REPO / "libs" / "tools" / "local" / "lambda_context.py"
     script = (
         "import importlib.util, json, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
@@ -700,10 +752,11 @@ def test_visibility_follows_the_timeout_param_and_vpc_and_alarm_topic_are_option
     assert config["provider"].get("vpc") is None
     assert config["provider"]["iam"]["role"]["statements"] == []
     assert config["resources"]["Resources"]["DeadLetterQueueAlarm"]["Properties"]["AlarmActions"] == []
-    # and the queue block keeps the shape the local pipeline reads (a --param arrives as a string)
+    # and the queue block is deploy/queue.yml's with the two params in place (a --param arrives as a string)
     queue = config["custom"]["queue"]
-    assert set(queue) == QUEUE_CONTRACT_KEYS
+    local = replace(load_queue_settings(), function_timeout_seconds=300, max_receive_count=8)
     assert int(queue["functionTimeoutSeconds"]) * int(queue["visibilityTimeoutFactor"]) == 1800
+    assert local.visibility_timeout_seconds == 1800 and int(queue["maxReceiveCount"]) == local.max_receive_count
 
 
 def test_a_deploy_without_vpc_params_fails_naming_them(sls):

@@ -13,9 +13,9 @@ from matplotlib.image import imread
 from libs.cli import main
 from libs.tools.local.demo import INVALID_BODIES
 from libs.tools.local.sqs_endpoint import peek_messages
-from libs.tools.plot import written_flag
 from libs.tools.synthetic import synthetic_documents
 from tests.conftest import REPO
+from tests.fakes.reference import stored_flag
 
 END = datetime(2024, 11, 1)
 
@@ -68,7 +68,7 @@ def test_demo_runs_the_pipeline_and_its_report_adds_up(store, sqs, tmp_path, cap
     _, planted = synthetic_documents(coins=6, days=32, per_day=3, seed=5, end=datetime(2022, 12, 31, 16))
     found = sum(
         any(
-            written_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
+            stored_flag(store.find_one({"coin_id": p.coin_id, "timestamp": p.timestamp}), p.signal, period)
             for period in (3, 7, 30)
         )
         for p in planted
@@ -211,7 +211,7 @@ def test_every_command_has_help(capsys):
 
 
 def test_local_queue_serves_the_declared_queue_pair_and_prints_its_urls(sqs, capsys):
-    assert main(["local-queue", "--serve-seconds", "0", "--param", "MAX_RECEIVE_COUNT=3"]) == 0
+    assert main(["local-queue", "--serve-seconds", "0", "--max-receive-count", "3"]) == 0
 
     printed = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
     queue_url, dlq_url = printed["queue"].strip(), printed["dlq"].strip()

@@ -1,8 +1,11 @@
 """The handler answers before the deadline when the store is slow (contract §6), over a real socket.
 
-``libs/batch.py`` runs each message under ``store_budget(time left - STORE_RESERVE_S)``;
-here a loopback wire endpoint holds ``find`` back for a minute while the
-Lambda context counts 20 s down in real time.
+``libs/batch.py`` gives each started message a budget of the time left less
+``ANSWER_RESERVE_MS`` (1 s), and does not start one with less than
+``ANOMALY_TIME_MARGIN_MS`` left. Here a loopback wire endpoint holds ``find``
+back for a minute while the Lambda context counts 3 s down in real time, with
+the margin scaled down with it (1.5 s instead of 15 s): the same race as a
+120 s function meeting a slow store, in a few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from tests.fakes.sqs import failed_ids, sqs_event
 END = datetime(2024, 11, 1)
 DATABASE, COLLECTION = "risk", "scores"
 SLOW_S = 60
+#: The function's time, counting down in real time, and the margin below which a message is not started.
+TIMEOUT_MS, TIME_MARGIN_MS = 3_000, 1_500
 
 
 @pytest.fixture
@@ -40,6 +45,7 @@ def handler_on_wire(wire, monkeypatch):
     monkeypatch.setenv("MONGODB_URI", server.uri)
     monkeypatch.setenv("MONGODB_RSKYCLUSTER_DATABASE", DATABASE)
     monkeypatch.setenv("MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION", COLLECTION)
+    monkeypatch.setenv("ANOMALY_TIME_MARGIN_MS", str(TIME_MARGIN_MS))
     constants_helper.reset_settings()
     mongodb_helper.reset_client()
     yield handler.handler
@@ -50,10 +56,10 @@ def handler_on_wire(wire, monkeypatch):
 def test_a_store_that_answers_after_a_minute_still_gets_the_batch_answered_before_the_deadline(
     wire, handler_on_wire, json_logs
 ):
-    # given a function with 20 s left, counting down in real time, and a store whose find answers after a minute
+    # given a function with 3 s left, counting down in real time, and a store whose find answers after a minute
     server, stored = wire
     server.delays_s["find"] = SLOW_S
-    context = LocalContext(timeout_ms=20_000)
+    context = LocalContext(timeout_ms=TIMEOUT_MS)
     event = sqs_event({"as_of": END.isoformat()}, {"as_of": END.isoformat(), "coin_ids": ["coin-0001"]})
 
     # when the handler runs the batch

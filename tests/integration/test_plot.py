@@ -9,8 +9,9 @@ import pytest
 from matplotlib.image import imread
 
 import handler
-from libs.tools.plot import DPI, FIGURE_INCHES, plot_signal, written_flag
+from libs.tools.plot import DPI, FIGURE_INCHES, plot_signal
 from libs.tools.synthetic import synthetic_documents
+from tests.fakes.reference import stored_flag
 from tests.fakes.sqs import sqs_event
 
 END = datetime(2024, 11, 1)
@@ -46,7 +47,7 @@ def test_the_png_has_the_figure_size_is_not_blank_and_marks_the_written_flags(se
     store, plant = seeded
     body = {"coin_ids": [plant.coin_id], "since": (END - timedelta(days=7)).isoformat(), "as_of": END.isoformat()}
     assert handler.handler(sqs_event(body), lambda_context) == {"batchItemFailures": []}
-    written = sum(written_flag(doc, plant.signal, 7) for doc in store.find({"coin_id": plant.coin_id}))
+    written = sum(stored_flag(doc, plant.signal, 7) for doc in store.find({"coin_id": plant.coin_id}))
     assert written > 0
 
     # when the planted signal is plotted with the 7-day fences
@@ -84,18 +85,3 @@ def test_an_unknown_coin_is_named_in_the_error(seeded, tmp_path):
             min_observations=4,
         )
     assert not (tmp_path / "x.png").exists()
-
-
-@pytest.mark.parametrize(
-    "document, flagged",
-    [
-        ({"anomalies": {"volume": {"7d": {"is_anomaly": True}}}}, True),
-        ({"anomalies": {"volume": {"7d": {"is_anomaly": False}}}}, False),
-        ({"anomalies": {"volume": {"7d": {"is_anomaly": None}}}}, False),
-        ({"anomalies": {"volume": {"3d": {"is_anomaly": True}}}}, False),
-        ({"anomalies": {"evaluated_at": END}}, False),
-        ({}, False),
-    ],
-)
-def test_a_written_flag_is_is_anomaly_true_for_that_signal_and_period(document, flagged):
-    assert written_flag(document, "volume", 7) is flagged

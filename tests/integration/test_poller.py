@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
@@ -135,7 +136,7 @@ def test_successes_are_deleted_in_one_call_and_failures_wait_out_their_visibilit
 
 def test_a_message_failing_max_receive_count_times_ends_in_the_dlq_and_polling_stops(sqs):
     # given a queue pair where a message gets two receives
-    settings = load_queue_settings(params={"MAX_RECEIVE_COUNT": "2"})
+    settings = replace(load_queue_settings(), max_receive_count=2)
     queues = create_queues(sqs, settings, visibility_timeout_seconds=1)
     (poison,) = send(sqs, queues.url, "poison")
     send(sqs, queues.url, "fine")

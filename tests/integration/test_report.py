@@ -155,8 +155,8 @@ def test_nothing_stored_in_the_period_is_an_empty_report_and_success(judged, tmp
     [
         (["--since", "last week"], "--since is not an ISO-8601 date or datetime"),
         (["--since", "2024-11-02", "--as-of", "2024-11-01"], "--since must not be after --as-of"),
-        (["--signals", "price"], "--signals: 'price' is not one of"),
-        (["--periods", "0,7"], "--periods: '0'"),
+        (["--signals", "price"], "--signals: entry 0 ('price') is not one of"),
+        (["--periods", "0,7"], "--periods must be a comma-separated list of whole days from 1 to 365, got '0,7'"),
         (["--coins-file", "/nonexistent/coins.txt"], "cannot read --coins-file"),
     ],
 )

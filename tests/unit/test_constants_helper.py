@@ -14,7 +14,7 @@ from pymongo.uri_parser import parse_uri
 
 from libs.errors import ConfigError
 from libs.helpers import constants_helper
-from libs.helpers.constants_helper import build_atlas_uri, get_settings, load_settings, redact_uri, reset_settings
+from libs.helpers.constants_helper import build_atlas_uri, get_settings, load_settings, reset_settings
 
 EMBEDDED = {"MONGODB_URI": "mongomock://"}
 
@@ -518,7 +518,7 @@ def test_no_secret_in_the_repr_or_str_of_settings():
 
     # when the settings are printed (as a log line or traceback would)
     # then neither secret, nor the URI holding it, appears
-    for text in (repr(settings), str(settings), f"{settings}", settings.store_description):
+    for text in (repr(settings), str(settings), f"{settings}"):
         assert_no_secret(text)
         assert settings.mongodb_uri not in text
     assert "mongodb_uri" not in repr(settings) and "data_api_key" not in repr(settings)
@@ -534,8 +534,6 @@ def test_no_secret_in_repr_with_a_full_mongodb_uri():
         }
     )
     assert_no_secret(repr(settings))
-    assert_no_secret(settings.store_description)
-    assert settings.store_description == f"mongodb+srv://{HOST} d.c"
 
 
 FAILING_ENVIRONMENTS_WITH_SECRETS = [
@@ -561,54 +559,6 @@ def test_no_secret_in_any_config_error(env):
     assert error.variable in str(error)
     assert_no_secret(str(error))
     assert_no_secret(repr(error))
-
-
-REDACTIONS = [
-    (build_atlas_uri(HOST, USER, PASSWORD), f"mongodb+srv://{HOST}"),
-    (URI_WITH_CREDENTIALS, f"mongodb+srv://{HOST}"),
-    (
-        f"mongodb://reader:{URI_PASSWORD}@h1:27017,h2:27017/risk?replicaSet=rs0&authSource=admin",
-        "mongodb://h1:27017,h2:27017",
-    ),
-    ("mongodb://localhost:27017", "mongodb://localhost:27017"),
-    ("mongodb://localhost/risk", "mongodb://localhost"),
-    ("mongomock://", "mongomock://"),
-    # an unescaped @ pasted into the password: the hosts still follow the last @
-    (f"mongodb://reader:{URI_PASSWORD}@x@{HOST}/", f"mongodb://{HOST}"),
-]
-
-
-@pytest.mark.parametrize(("uri", "expected"), REDACTIONS)
-def test_redact_uri_keeps_scheme_and_hosts_only(uri, expected):
-    # when a URI is redacted
-    redacted = redact_uri(uri)
-
-    # then only scheme and hosts remain
-    assert redacted == expected
-    assert_no_secret(redacted)
-    assert "reader" not in redacted and "svc" not in redacted
-
-
-@pytest.mark.parametrize(
-    "uri",
-    [
-        f"mongodb://reader:{URI_PASSWORD}@{HOST}/?tlsCertificateKeyFilePassword=w:rd@{URI_PASSWORD}",
-        f"mongodb://reader:{URI_PASSWORD}@{HOST}/?authMechanismProperties=TOKEN:p@ss",
-        f"mongodb://reader:{URI_PASSWORD}/x@{HOST}/",
-        f"mongodb://reader:{URI_PASSWORD}?@{HOST}/",
-        f"mongodb://reader:{PASSWORD}@{HOST}/",
-        f"reader:{URI_PASSWORD}@{HOST}",
-        URI_PASSWORD,
-    ],
-)
-def test_redact_uri_never_shows_a_piece_of_a_secret_in_odd_uris(uri):
-    # given URIs where an @ in the options or an unescaped / ? in the password make the hosts ambiguous
-    # when redacted
-    redacted = redact_uri(uri)
-
-    # then no part of the password or the option's secret appears
-    assert_no_secret(redacted)
-    assert "reader" not in redacted
 
 
 # --------------------------------------------------------------------------- get_settings / reset_settings

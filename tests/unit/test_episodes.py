@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,6 @@ from tests.fakes.examples import examples
 T0 = datetime(2024, 10, 1)
 K = 1.5
 LOOKBACK = 24
-SOL_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "solusdt_1h.csv"
 
 
 def entry(
@@ -406,10 +404,10 @@ def test_random_entries_classify_as_the_reference(entries, floors):
 # --- real data ------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SOL_CSV.exists(), reason=f"real SOL/USDT data absent at {SOL_CSV}")
-def test_real_sol_volume_episodes_match_the_reference():
-    # given: SOL/USDT hourly volume judged against trailing 3- and 7-day windows (plain numpy per window)
-    candles = pd.read_csv(SOL_CSV, parse_dates=["timestamp"])
+def test_real_hourly_volume_episodes_match_the_reference(real_candles):
+    # given: real hourly volume (REAL_CANDLES_CSV, e.g. SOL/USDT) judged against trailing 3- and 7-day windows
+    # (plain numpy per window)
+    candles = real_candles
     stamps = candles["timestamp"].dt.to_pydatetime()
     volume = candles["Volume"].to_numpy(dtype=float)
     entries = []

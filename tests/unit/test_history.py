@@ -85,7 +85,7 @@ def document(coin_id=ABSENT, timestamp=ABSENT, **signals) -> dict:
 
 
 @pytest.mark.parametrize("label, stored, expected", VALUE_KINDS, ids=[kind[0] for kind in VALUE_KINDS])
-def test_each_kind_of_value_is_classified_per_spec(label, stored, expected):
+def test_each_kind_of_value_is_classified_as_the_contract_says(label, stored, expected):
     # Given one document whose signal holds this kind of value
     doc = document("btc", T0, latest_price=stored, volume=1.0)
 

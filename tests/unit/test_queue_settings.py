@@ -1,39 +1,35 @@
-"""Reading custom.queue from serverless.yml (the contract shared with the deployment)."""
+"""The queue pair's settings read from deploy/queue.yml (serverless.yml reads the same file), and the
+handler the local pipeline finds in serverless.yml.
+
+That the packaged template's queue pair is the one read here is checked in
+tests/infrastructure/test_serverless_template.py.
+"""
 
 from __future__ import annotations
 
-import textwrap
+from dataclasses import replace
 
 import pytest
+import yaml
 
 from libs.errors import ConfigError
-from libs.tools.local.queue_settings import CloudFormationTag, load_queue_settings, read_serverless
-
-QUEUE_BLOCK = """
-custom:
-  queue:
-    functionTimeoutSeconds: ${param:TIMEOUT, 120}
-    visibilityTimeoutFactor: 6
-    maxReceiveCount: ${param:MAX_RECEIVE_COUNT, 5}
-    dlqRetentionSeconds: 1209600
-    batchSize: ${param:BATCH_SIZE, 10}
-    maximumBatchingWindowSeconds: ${param:MAXIMUM_BATCHING_WINDOW, 0}
-    requestQueueName: ${self:service}-${sls:stage}-requests
-    deadLetterQueueName: ${self:service}-${sls:stage}-requests-dlq
-"""
+from libs.tools.local.function import handler_path
+from libs.tools.local.queue_settings import QUEUE_FILE, load_queue_settings
 
 
-def write_serverless(tmp_path, text: str):
-    path = tmp_path / "serverless.yml"
-    path.write_text(textwrap.dedent(text))
+def write_queue_file(tmp_path, **changes):
+    data = yaml.safe_load(QUEUE_FILE.read_text())
+    data.update(changes)
+    path = tmp_path / "queue.yml"
+    path.write_text(yaml.safe_dump({k: v for k, v in data.items() if v is not None}))
     return path
 
 
-def test_the_repository_file_declares_the_contract_values():
-    # when the repository's serverless.yml is read with no params and no stage
+def test_the_repository_file_declares_the_deployed_defaults():
+    # when deploy/queue.yml is read with no stage
     settings = load_queue_settings()
 
-    # then every value is the contract's default, and the visibility timeout is derived as factor x timeout
+    # then every value is the default a deploy without params gets, and the visibility timeout is derived
     assert settings.function_timeout_seconds == 120
     assert settings.visibility_timeout_factor == 6
     assert settings.visibility_timeout_seconds == 720
@@ -46,150 +42,72 @@ def test_the_repository_file_declares_the_contract_values():
     assert settings.function_timeout_ms == 120_000
 
 
-def test_params_and_stage_passed_in_win_over_the_defaults():
-    settings = load_queue_settings(stage="prod", params={"TIMEOUT": "30", "MAX_RECEIVE_COUNT": "2"})
+def test_the_stage_names_the_queues_and_a_local_option_stands_in_for_a_param():
+    settings = replace(load_queue_settings(stage="prod"), function_timeout_seconds=30, max_receive_count=2)
 
-    assert settings.function_timeout_seconds == 30
+    assert settings.request_queue_name == "crypto-risk-anomaly-prod-requests"
+    assert settings.dead_letter_queue_name == "crypto-risk-anomaly-prod-requests-dlq"
     assert settings.visibility_timeout_seconds == 180
     assert settings.max_receive_count == 2
-    assert settings.request_queue_name == "crypto-risk-anomaly-prod-requests"
-
-
-def test_cloudformation_short_tags_elsewhere_in_the_file_are_loaded_as_inert_values(tmp_path):
-    # given a file full of short tags outside custom.queue
-    path = write_serverless(
-        tmp_path,
-        textwrap.dedent("""
-        service: svc
-        provider:
-          stage: ${opt:stage, 'dev'}
-        """)
-        + QUEUE_BLOCK
-        + textwrap.dedent("""
-        functions:
-          f:
-            events:
-              - sqs: {arn: !GetAtt RequestQueue.Arn}
-        resources:
-          Conditions:
-            IsProd: !Equals [!Ref "AWS::StackName", prod]
-          Resources:
-            Q:
-              Type: AWS::SQS::Queue
-              Properties:
-                QueueName: !Sub "${AWS::StackName}-q"
-                Tags: !If [IsProd, [{Key: a, Value: !Join ["-", [x, y]]}], !Ref "AWS::NoValue"]
-                Policy: !GetAtt
-                  - Q
-                  - Arn
-        """),
-    )
-
-    # when it is read
-    document = read_serverless(path)
-    settings = load_queue_settings(path)
-
-    # then the tags survive as values and the queue block resolves
-    assert document["functions"]["f"]["events"][0]["sqs"]["arn"] == CloudFormationTag("!GetAtt", "RequestQueue.Arn")
-    properties = document["resources"]["Resources"]["Q"]["Properties"]
-    assert properties["QueueName"] == CloudFormationTag("!Sub", "${AWS::StackName}-q")
-    assert properties["Tags"].tag == "!If" and properties["Policy"] == CloudFormationTag("!GetAtt", ["Q", "Arn"])
-    assert settings.request_queue_name == "svc-dev-requests"
-
-
-def test_self_references_stage_params_and_nested_defaults_resolve(tmp_path):
-    # given values that refer to other values, a params block per stage, and a nested default
-    path = write_serverless(
-        tmp_path,
-        """
-        service: svc
-        params:
-          default:
-            MAX_RECEIVE_COUNT: 7
-          staging:
-            MAX_RECEIVE_COUNT: 3
-        provider:
-          stage: ${opt:stage, 'qa'}
-          timeout: ${self:custom.base.timeout}
-        custom:
-          base:
-            timeout: 45
-          queue:
-            functionTimeoutSeconds: ${param:TIMEOUT, ${self:custom.base.timeout}}
-            visibilityTimeoutFactor: 6
-            maxReceiveCount: ${param:MAX_RECEIVE_COUNT, 5}
-            dlqRetentionSeconds: 1209600
-            batchSize: ${param:BATCH_SIZE, 10}
-            maximumBatchingWindowSeconds: ${param:MAXIMUM_BATCHING_WINDOW, 0}
-            requestQueueName: "${self:service}-${sls:stage}-requests"
-            deadLetterQueueName: ${param:DLQ_NAME, 'svc-dead-letters'}
-        """,
-    )
-
-    # when read with no stage, then with the staging stage
-    default = load_queue_settings(path)
-    staging = load_queue_settings(path, stage="staging")
-
-    # then ${sls:stage} follows provider.stage, params come from the file's blocks, and nested defaults resolve
-    assert default.request_queue_name == "svc-qa-requests"
-    assert default.function_timeout_seconds == 45
-    assert default.max_receive_count == 7
-    assert default.dead_letter_queue_name == "svc-dead-letters"
-    assert staging.request_queue_name == "svc-staging-requests"
-    assert staging.max_receive_count == 3
-
-
-def test_a_variable_that_cannot_be_resolved_locally_names_the_key(tmp_path):
-    path = write_serverless(
-        tmp_path,
-        "service: svc\n" + QUEUE_BLOCK.replace("${param:MAX_RECEIVE_COUNT, 5}", "${ssm:/queue/max-receive-count}"),
-    )
-
-    with pytest.raises(ConfigError) as error:
-        load_queue_settings(path)
-
-    assert "custom.queue.maxReceiveCount" in str(error.value) and "ssm:/queue/max-receive-count" in str(error.value)
-
-
-def test_an_unresolvable_source_with_a_default_takes_the_default(tmp_path):
-    path = write_serverless(
-        tmp_path, "service: svc\n" + QUEUE_BLOCK.replace("${param:MAX_RECEIVE_COUNT, 5}", "${env:MAX_RECEIVE, 4}")
-    )
-
-    assert load_queue_settings(path).max_receive_count == 4
 
 
 @pytest.mark.parametrize(
-    "old, new, key",
+    "changes, key",
     [
-        ("${param:MAX_RECEIVE_COUNT, 5}", "0", "maxReceiveCount"),
-        ("${param:TIMEOUT, 120}", "'two minutes'", "functionTimeoutSeconds"),
-        ("${param:BATCH_SIZE, 10}", "20", "batchSize"),
-        ("visibilityTimeoutFactor: 6", "visibilityTimeoutFactor: 600", "visibilityTimeoutFactor"),
-        ("${self:service}-${sls:stage}-requests", "has spaces in it", "requestQueueName"),
+        ({"maxReceiveCount": 0}, "maxReceiveCount"),
+        ({"functionTimeoutSeconds": "two minutes"}, "functionTimeoutSeconds"),
+        ({"functionTimeoutSeconds": True}, "functionTimeoutSeconds"),
+        ({"batchSize": 20}, "batchSize"),
+        ({"visibilityTimeoutFactor": 600}, "visibilityTimeoutFactor"),
+        ({"dlqRetentionSeconds": None}, "dlqRetentionSeconds"),
+        ({"requestQueueSuffix": "has spaces"}, "request_queue_name"),
+        ({"service": None}, "service"),
     ],
 )
-def test_a_bad_value_is_refused_naming_the_key(tmp_path, old, new, key):
-    path = write_serverless(tmp_path, "service: svc\n" + QUEUE_BLOCK.replace(old, new))
-
+def test_a_bad_or_missing_value_is_refused_naming_it(tmp_path, changes, key):
     with pytest.raises(ConfigError) as error:
+        load_queue_settings(write_queue_file(tmp_path, **changes))
+    assert error.value.variable == key
+
+
+def test_a_local_option_is_checked_like_the_file(tmp_path):
+    settings = load_queue_settings()
+    with pytest.raises(ConfigError, match="functionTimeoutSeconds"):
+        replace(settings, function_timeout_seconds=901)
+    with pytest.raises(ConfigError, match="batchSize"):
+        replace(settings, batch_size=20)
+    assert replace(settings, batch_size=20, maximum_batching_window_seconds=1).batch_size == 20
+
+
+def test_a_file_that_is_not_a_mapping_says_so(tmp_path):
+    path = tmp_path / "queue.yml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
         load_queue_settings(path)
 
-    assert f"serverless.yml custom.queue.{key}" in str(error.value)
 
+def test_the_handler_is_read_from_serverless_yml_whatever_tags_surround_it(tmp_path):
+    # the repository's file names the handler Lambda calls
+    assert handler_path() == "handler.handler"
 
-def test_variables_in_a_cycle_are_reported(tmp_path):
-    path = write_serverless(
-        tmp_path,
-        "service: ${self:custom.name}\ncustom:\n  name: ${self:service}\n" + QUEUE_BLOCK.replace("custom:\n", ""),
+    # and CloudFormation's short tags elsewhere in a file do not stop it being read
+    path = tmp_path / "serverless.yml"
+    path.write_text(
+        "service: svc\n"
+        "functions:\n"
+        "  f:\n"
+        "    handler: pkg.module.entry\n"
+        "    events:\n"
+        "      - sqs: {arn: !GetAtt RequestQueue.Arn}\n"
+        "resources:\n"
+        "  Conditions:\n"
+        '    IsProd: !Equals [!Ref "AWS::StackName", prod]\n'
     )
-
-    with pytest.raises(ConfigError, match="cycle"):
-        load_queue_settings(path)
+    assert handler_path(path) == "pkg.module.entry"
 
 
-def test_a_file_without_the_queue_block_says_so(tmp_path):
-    path = write_serverless(tmp_path, "service: svc\nprovider:\n  name: aws\n")
-
-    with pytest.raises(ConfigError, match="custom.queue"):
-        load_queue_settings(path)
+def test_a_file_with_two_functions_is_refused(tmp_path):
+    path = tmp_path / "serverless.yml"
+    path.write_text("functions:\n  a: {handler: a.b}\n  c: {handler: c.d}\n")
+    with pytest.raises(ConfigError, match="exactly one function"):
+        handler_path(path)

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
 from libs.models.severity import SeverityScale
-from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query
-from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page
+from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query, flagged_rows
+from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page, worst_episode
 from libs.tools.report.scope import ReportArgumentError, report_scope
 from libs.tools.report.shaping import episodes_json, report_counts
 from tests.fakes.episodes_reference import (
@@ -46,7 +46,7 @@ SCALE = SeverityScale()
 
 
 def stored_entry(value: float, q1: float | None, q3: float | None, k: float = K) -> dict[str, Any]:
-    """An entry as contract §5 writes it, judged by the rule of section 4 (None quartiles: insufficient)."""
+    """An entry as contract §5 writes it, judged by the rule of contract §4 (None quartiles: insufficient)."""
     if q1 is None or q3 is None:
         return {
             "is_anomaly": None,
@@ -126,8 +126,8 @@ def test_dates_take_the_formats_of_the_request(since, as_of, expected_since, exp
     assert (got.since, got.as_of) == (expected_since, expected_as_of)
 
 
-def test_filters_are_kept_deduplicated_and_in_the_spec_order():
-    got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods=["7", "3", "7"])
+def test_filters_are_kept_deduplicated_and_in_the_contract_order():
+    got = scope(coin_ids=["b", "a", "b"], signals=["volume", "latest_price"], periods="7,3,7")
     assert got.coin_ids == ("b", "a")
     assert got.signals == ("latest_price", "volume")
     assert got.periods_days == (3, 7)
@@ -139,9 +139,10 @@ def test_filters_are_kept_deduplicated_and_in_the_spec_order():
         ({"since": "yesterday"}, "--since is not an ISO-8601 date or datetime"),
         ({"as_of": "2024-13-01"}, "--as-of is not an ISO-8601"),
         ({"since": "2024-11-02", "as_of": "2024-11-01"}, "--since must not be after --as-of"),
-        ({"signals": ["volume", "price"]}, "--signals: 'price' is not one of"),
-        ({"periods": ["0"]}, "--periods: '0' is not a whole number of days from 1 to 365"),
-        ({"periods": ["7.5"]}, "--periods: '7.5'"),
+        ({"signals": ["volume", "price"]}, "--signals: entry 1 ('price') is not one of latest_price,"),
+        ({"periods": "0"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '0'"),
+        ({"periods": "7.5"}, "--periods must be a comma-separated list of whole days from 1 to 365, got '7.5'"),
+        ({"periods": "3,,7"}, "--periods must be a comma-separated list"),
         ({"coin_ids": []}, "no coin ids given"),
     ],
 )
@@ -154,7 +155,7 @@ def test_a_bad_argument_is_named(arguments, message):
 
 
 def test_the_query_names_coin_id_first_and_reads_only_the_requested_entries():
-    wanted = scope(since="2024-10-25", as_of="2024-11-01", coin_ids=["b", "a"], signals=["volume"], periods=["3", "7"])
+    wanted = scope(since="2024-10-25", as_of="2024-11-01", coin_ids=["b", "a"], signals=["volume"], periods="3,7")
 
     query, projection = entries_query(wanted)
 
@@ -214,10 +215,10 @@ def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]
 def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(drawn, periods):
     # given documents as the function writes them, with gaps, ties, flat windows and junk
     documents = documents_of(drawn)
-    wanted = scope(signals=list(SMALL_SIGNALS), periods=[str(p) for p in periods] if periods else None)
+    wanted = scope(signals=list(SMALL_SIGNALS), periods=",".join(map(str, periods)) if periods else None)
 
     # when they are read and shaped
-    frame = documents_to_entries(iter(documents), wanted).frame
+    frame = documents_to_entries(iter(documents), wanted.signals, wanted.periods_days).frame
     got = episodes_json(build_episodes(frame, LOOKBACK, SCALE))
 
     # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
@@ -240,7 +241,7 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
         {"coin_id": "c", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "is_anomaly": 1}, "7days": good}}},
     ]
     # when
-    frame = documents_to_entries(documents, scope(signals=["volume"])).frame
+    frame = documents_to_entries(documents, ["volume"]).frame
     # then only b and c give a row, with NaN where the number is not one and NA for a non-boolean flag
     assert frame_rows(frame) == plain_rows(plain_entries(documents, ("volume",), None))
     assert frame["coin_id"].tolist() == ["b", "c"]
@@ -248,8 +249,33 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
     assert frame["is_anomaly"].isna().tolist() == [False, True]
 
 
+@pytest.mark.parametrize(
+    "anomalies, flagged",
+    [
+        ({"volume": {"7d": {"is_anomaly": True}}}, True),
+        ({"volume": {"7d": {"is_anomaly": False}}}, False),
+        ({"volume": {"7d": {"is_anomaly": None}}}, False),
+        ({"volume": {"7d": {"is_anomaly": 1}}}, False),
+        ({"volume": {"3d": {"is_anomaly": True}}}, False),
+        ({"latest_price": {"7d": {"is_anomaly": True}}}, False),
+        ({"evaluated_at": T0}, False),
+        (None, False),
+    ],
+)
+def test_a_document_is_flagged_for_a_signal_and_window_exactly_when_is_anomaly_is_true(anomalies, flagged):
+    # given one stored document (the plot and the demo read flags this way, with the documents' ids)
+    document = {"_id": "doc-1", "coin_id": "a", "timestamp": T0}
+    if anomalies is not None:
+        document["anomalies"] = anomalies
+    # when its volume entries of the 7-day window are read
+    frame = documents_to_entries([document], ["volume"], [7], with_ids=True).frame
+    # then its id is among the flagged rows' exactly when it holds is_anomaly: true there
+    assert list(frame.columns) == ["_id", *ENTRY_COLUMNS]
+    assert frame.loc[flagged_rows(frame), "_id"].tolist() == (["doc-1"] if flagged else [])
+
+
 def test_nothing_stored_gives_an_empty_frame_with_the_columns_build_episodes_takes():
-    frame = documents_to_entries([], scope()).frame
+    frame = documents_to_entries([], SIGNALS).frame
     assert list(frame.columns) == list(ENTRY_COLUMNS) and frame.empty
     assert episodes_json(build_episodes(frame, LOOKBACK, SCALE)) == []
 
@@ -260,7 +286,7 @@ def test_a_flat_window_is_measured_against_the_floor_and_without_one_ranks_last(
         {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(36.0, 10.0, 20.0)}}},
         {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
     ]
-    frame = documents_to_entries(documents, scope()).frame
+    frame = documents_to_entries(documents, SIGNALS).frame
     # when: with the default floor of 1 %, and with no floor
     floored = episodes_json(build_episodes(frame, LOOKBACK, SCALE))
     bare = episodes_json(build_episodes(frame, LOOKBACK, SeverityScale(relative_floor=0.0)))
@@ -275,6 +301,20 @@ def test_a_flat_window_is_measured_against_the_floor_and_without_one_ranks_last(
         (3, None, True),
     ]
     assert bare[1]["peak_timestamp"] == "2024-10-20T00:00:00.000Z"
+
+
+def test_the_worst_episode_is_the_first_ranked_said_once_for_the_page_and_the_summary():
+    # given a broken flat window (ranked first: 20 % against a 1 % floor) and a mild spike
+    documents = [
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(36.0, 10.0, 20.0)}}},
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"3d": stored_entry(6.0, 5.0, 5.0)}}},
+    ]
+    episodes = build_episodes(documents_to_entries(documents, SIGNALS).frame, LOOKBACK, SCALE)
+    # when it is put in words / then once, for the summary line and the page's card alike
+    worst = worst_episode(episodes)
+    assert worst.headline == "a volume 3-day spike (severity 18.32, flat window, peak 6.00 at 2024-10-20 00:00)"
+    assert worst_episode(episodes.iloc[1:]).severity == "severity 0.04"
+    assert worst_episode(episodes.iloc[:0]) is None
 
 
 def test_times_are_iso_utc_with_milliseconds_and_z():
@@ -298,7 +338,7 @@ def test_counts_agree_with_counting_by_hand():
     ]
     documents = documents_of(drawn)
     entries = plain_entries(documents, SMALL_SIGNALS, None)
-    frame = documents_to_entries(documents, scope(signals=list(SMALL_SIGNALS))).frame
+    frame = documents_to_entries(documents, SMALL_SIGNALS).frame
     episodes = build_episodes(frame, LOOKBACK, SCALE)
     # when
     counts = report_counts(frame, episodes, SMALL_SIGNALS, SCALE)
@@ -326,7 +366,7 @@ def test_counts_agree_with_counting_by_hand():
 
 def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
     wanted = scope(since="2024-10-19", as_of="2024-10-27")
-    frame = documents_to_entries(documents, wanted).frame
+    frame = documents_to_entries(documents, wanted.signals, wanted.periods_days).frame
     episodes = build_episodes(frame, LOOKBACK, SCALE)
     view = PageView(
         scope=wanted,

@@ -225,7 +225,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "key"), [row[1:] for row in BAD_BODIES], ids=[row[0] for row in BAD_BODIES])
 def test_bad_bodies_are_rejected_naming_the_key(body, key, settings, now):
-    # given a body that breaks the contract of contract §3
+    # given a body that breaks contract §3
     # when it is parsed
     # then it is rejected, and the rejection names the key at fault
     rejection(body, key, settings, now)

@@ -267,7 +267,7 @@ def assert_means(request: RiskRequest, expected: dict[str, Any]) -> None:
 
 @hypothesis_settings(max_examples=examples(500), **COMMON)
 @given(case=valid_cases(), layout=st.sampled_from(["compact", "indented", "ascii", "bytes"]))
-def test_valid_bodies_mean_what_the_spec_says_however_they_are_laid_out(case, layout):
+def test_valid_bodies_mean_what_the_contract_says_however_they_are_laid_out(case, layout):
     # given a valid body, written compactly, indented, \u-escaped or as UTF-8 bytes
     text: str | bytes
     if layout == "compact":

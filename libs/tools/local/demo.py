@@ -53,6 +53,7 @@ from libs.tools.market_data import (
     read_events,
 )
 from libs.tools.plot import PlotSummary, plot_signal
+from libs.tools.report.entries import documents_to_entries, flagged_rows
 from libs.tools.scores_csv import read_scores_csv
 from libs.tools.synthetic import Planted, synthetic_documents
 
@@ -157,18 +158,18 @@ class FlagTally:
 
 def tally_flags(collection: Collection) -> FlagTally:
     """Count ``is_anomaly: true`` entries by signal and period, the judged values by coin, and the flagged points."""
-    tally = FlagTally()
-    for doc in collection.find({"anomalies": {"$exists": True}}, {"coin_id": 1, "timestamp": 1, "anomalies": 1}):
-        for signal, periods in doc["anomalies"].items():
-            if not isinstance(periods, dict):
-                continue
-            tally.judged_by_coin[doc["coin_id"]] += 1
-            flagged = [period for period, entry in periods.items() if entry.get("is_anomaly") is True]
-            for period in flagged:
-                tally.by_signal_period[(signal, period)] += 1
-            if flagged:
-                tally.flagged_points.add((doc["coin_id"], doc["timestamp"], signal))
-    return tally
+    documents = collection.find({"anomalies": {"$exists": True}}, {"coin_id": 1, "timestamp": 1, "anomalies": 1})
+    entries = documents_to_entries(documents, SIGNALS, with_ids=True).frame
+    hits = entries[flagged_rows(entries)]
+    coins, signals = hits["coin_id"].tolist(), hits["signal"].tolist()
+    periods = [f"{period}d" for period in hits["period_days"].tolist()]
+    stamps = hits["timestamp"].to_numpy().astype("datetime64[us]").tolist()  # datetimes, as stored
+    judged = entries[["_id", "signal", "coin_id"]].drop_duplicates()
+    return FlagTally(
+        by_signal_period=Counter(zip(signals, periods)),
+        flagged_points=set(zip(coins, stamps, signals)),
+        judged_by_coin=Counter(judged["coin_id"].tolist()),
+    )
 
 
 class ProgressLine:
@@ -498,7 +499,7 @@ def format_report(report: DemoReport) -> str:
     replayed = "; ".join(f"{r.event.name} {r.moments[0]:%m-%d}..{r.moments[-1]:%m-%d}" for r in report.replays)
     lines = [
         f"local SQS (moto) at {report.endpoint_url}: {queue.request_queue_name} -> {queue.dead_letter_queue_name}",
-        f"  from serverless.yml: function timeout {queue.function_timeout_seconds} s, maxReceiveCount "
+        f"  from deploy/queue.yml: function timeout {queue.function_timeout_seconds} s, maxReceiveCount "
         f"{queue.max_receive_count}, batch size {queue.batch_size}; visibility timeout {report.visibility_timeout_seconds} s "
         f"for the demo (declared: {queue.visibility_timeout_factor} x {queue.function_timeout_seconds} = "
         f"{queue.visibility_timeout_seconds} s)",

@@ -14,15 +14,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from libs.errors import ConfigError
-from libs.tools.local.queue_settings import SERVERLESS_YML, read_serverless
+from libs.tools.local.queue_settings import read_mapping
+
+#: serverless.yml at the root of the repository.
+SERVERLESS_YML = Path(__file__).resolve().parents[3] / "serverless.yml"
 
 Handler = Callable[[Any, Any], Any]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short tags (``!GetAtt``, ``!Ref`` …) elsewhere in the file as None."""
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
 def handler_path(path: Path = SERVERLESS_YML) -> str:
-    """The one function's ``handler`` setting, e.g. ``handler.handler``."""
-    functions = read_serverless(path).get("functions") or {}
+    """The one function's ``handler`` setting, e.g. ``handler.handler`` (a literal: nothing is resolved)."""
+    functions = read_mapping(path, _Loader).get("functions") or {}
     if len(functions) != 1:
         raise ConfigError("functions", f"{path.name} must declare exactly one function, found {len(functions)}")
     (function,) = functions.values()

@@ -28,9 +28,9 @@ from libs.helpers.mongodb_helper import Reader
 from libs.models.episodes import build_episodes
 from libs.tools.plot import EpisodeMark, plot_signal
 from libs.tools.report.entries import read_entries
-from libs.tools.report.page import PLOTTED, PageView, Plot, format_value, render_page
+from libs.tools.report.page import PLOTTED, PageView, Plot, render_page, worst_episode
 from libs.tools.report.scope import ReportArgumentError, ReportScope
-from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts, severity_text
+from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts
 
 PAGE_NAME = "index.html"
 JSON_NAME = "episodes.json"
@@ -57,17 +57,6 @@ class ReportResult:
             f"({counts.spike_episodes:,} spikes, {counts.dip_episodes:,} dips; {counts.flagged_observations:,} "
             f"flagged observations) from {period}; worst: {self.top}"
         )
-
-
-def _headline(episodes: pd.DataFrame) -> str:
-    if episodes.empty:
-        return ""
-    top = episodes.iloc[0]
-    severity = severity_text(float(top["peak_severity"]), bool(top["flat_window"]))
-    return (
-        f"{top['coin_id']} {top['signal']} {int(top['period_days'])}-day {top['direction']} ({severity}, "
-        f"peak {format_value(float(top['peak_value']))} at {top['peak_timestamp']:%Y-%m-%d %H:%M})"
-    )
 
 
 def _file_name(rank: int, coin_id: str, signal: str, period_days: int) -> str:
@@ -177,4 +166,5 @@ def write_report(
             plots=plots,
         )
         page.write_text(render_page(view), encoding="utf-8")
-    return ReportResult(page=page, episodes_file=episodes_file, counts=counts, top=_headline(episodes))
+    worst = worst_episode(episodes)
+    return ReportResult(page=page, episodes_file=episodes_file, counts=counts, top=worst.headline if worst else "")

@@ -1,11 +1,13 @@
-"""The report's one read: the stored entries of contract §5, as a flat frame.
+"""The report's one read, and the tools' one reader of stored flags: the entries of contract §5 as a flat frame.
 
 The function writes ``anomalies.<signal>.<P>d = {is_anomaly, value, q1, q3,
 lower, upper, n, k}`` onto each judged document. The report reads them back
 with one query, served by the ``{coin_id: 1, timestamp: 1}`` index (its filter
 names ``coin_id`` first, as the function's own history query does), and turns
 the nested documents into one row per (observation, signal, period): the frame
-:func:`libs.models.episodes.build_episodes` takes.
+:func:`libs.models.episodes.build_episodes` takes. The plot (which points the
+store holds flagged) and the demo (its tally of the flags) read stored
+documents with :func:`documents_to_entries` too.
 
 How it stays fast: documents are consumed a chunk at a time (a cursor is never
 held whole) and every level of nesting is walked with C-level passes
@@ -18,38 +20,33 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
-from libs.models.history import as_number
+from libs.models.frames import empty_frame
+from libs.models.history import CHUNK_SIZE, as_number, chunks
 from libs.tools.report.scope import ReportScope
 
-#: Columns of the entries frame, in this order.
-ENTRY_COLUMNS = (
-    "coin_id",
-    "signal",
-    "period_days",
-    "timestamp",
-    "value",
-    "q1",
-    "q3",
-    "lower",
-    "upper",
-    "k",
-    "is_anomaly",
-)
 _NUMBERS = ("value", "q1", "q3", "lower", "upper", "k")
+#: Columns of the entries frame, in this order, and their dtypes.
+ENTRY_DTYPES: dict[str, Any] = {
+    "coin_id": object,
+    "signal": object,
+    "period_days": np.int64,
+    "timestamp": "datetime64[ms]",
+    **dict.fromkeys(_NUMBERS, np.float64),
+    "is_anomaly": "boolean",
+}
+ENTRY_COLUMNS = tuple(ENTRY_DTYPES)
 #: The key of a window's entry under ``anomalies.<signal>``: ``7d`` for 7 days.
 _PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
-#: Documents converted at a time.
-CHUNK_SIZE = 32_768
 
 
 @dataclass(frozen=True)
@@ -85,51 +82,52 @@ def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
 def read_entries(reader: Reader, scope: ReportScope) -> StoredEntries:
     """Run the one query through ``reader`` and build the entries frame (raises ``StoreUnavailable``)."""
     query, projection = entries_query(scope)
-    return documents_to_entries(reader.find(query, projection), scope)
+    return documents_to_entries(reader.find(query, projection), scope.signals, scope.periods_days)
 
 
-def documents_to_entries(documents: Iterable[dict[str, Any]], scope: ReportScope) -> StoredEntries:
-    """One row per stored entry of the scope's signals (and windows) in ``documents``.
+def documents_to_entries(
+    documents: Iterable[dict[str, Any]],
+    signals: Sequence[str],
+    periods_days: Sequence[int] | None = None,
+    *,
+    with_ids: bool = False,
+) -> StoredEntries:
+    """One row per stored entry of ``signals`` (and ``periods_days``) in ``documents``.
 
     A row is kept for every entry that is a sub-document, whatever its flag
     (an unflagged or insufficient entry is still a step: it ends an episode).
     Numbers that are not finite numbers become NaN; ``is_anomaly`` is a
-    nullable boolean (NA where null). Documents without a usable ``coin_id`` or
-    ``timestamp`` add nothing. Windows are those of the scope, or every
-    ``<P>d`` key found when the scope names none.
+    nullable boolean (NA where null; flagged means ``True``). Documents without
+    a usable ``coin_id`` or ``timestamp`` add nothing. Windows are
+    ``periods_days``, or every ``<P>d`` key found when None. ``with_ids`` puts
+    each row's document ``_id`` in a first column (to match flags to documents).
     """
     parts: list[dict[str, np.ndarray]] = []
     read = 0
-    for chunk in _chunks(documents):
+    for chunk in chunks(documents, CHUNK_SIZE):
         read += len(chunk)
-        parts.extend(_chunk_entries(chunk, scope))
+        parts.extend(_chunk_entries(chunk, signals, periods_days, with_ids))
     if not parts:
-        return StoredEntries(empty_entries(), read)
+        return StoredEntries(empty_entries(with_ids=with_ids), read)
     columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     flags = columns.pop("is_true"), columns.pop("is_false")
     frame = pd.DataFrame(columns, copy=False)
     frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~(flags[0] | flags[1]))
-    return StoredEntries(frame[list(ENTRY_COLUMNS)], read)
+    return StoredEntries(frame[_columns(with_ids)], read)
 
 
-def empty_entries() -> pd.DataFrame:
+def flagged_rows(entries: pd.DataFrame) -> np.ndarray:
+    """Which rows of an entries frame the store holds flagged (``is_anomaly`` true; null is not)."""
+    return entries["is_anomaly"].fillna(False).to_numpy(dtype=bool)
+
+
+def _columns(with_ids: bool) -> list[str]:
+    return ["_id", *ENTRY_COLUMNS] if with_ids else list(ENTRY_COLUMNS)
+
+
+def empty_entries(*, with_ids: bool = False) -> pd.DataFrame:
     """An entries frame with no rows and the right dtypes."""
-    return pd.DataFrame(
-        {
-            "coin_id": pd.Series([], dtype=object),
-            "signal": pd.Series([], dtype=object),
-            "period_days": pd.Series([], dtype=np.int64),
-            "timestamp": pd.Series([], dtype="datetime64[ms]"),
-            **{name: pd.Series([], dtype=np.float64) for name in _NUMBERS},
-            "is_anomaly": pd.Series([], dtype="boolean"),
-        }
-    )
-
-
-def _chunks(documents: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    iterator = iter(documents)
-    while chunk := list(islice(iterator, CHUNK_SIZE)):
-        yield chunk
+    return empty_frame({"_id": object, **ENTRY_DTYPES} if with_ids else ENTRY_DTYPES)
 
 
 def _dicts(items: list[Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -155,7 +153,7 @@ def _floats(values: list[Any]) -> np.ndarray:
 
 
 def _usable(chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions of documents with a non-empty string coin_id and a date timestamp, their ids and stamps."""
+    """Positions of documents with a non-empty string coin_id and a date timestamp, their coin ids and stamps."""
     coins = _get(chunk, "coin_id")
     stamps = _get(chunk, "timestamp")
     usable = np.fromiter(map(isinstance, coins, repeat(str)), dtype=bool, count=len(chunk))
@@ -167,18 +165,21 @@ def _usable(chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.nda
     return rows, coin_ids, times.tz_localize(None).as_unit("ms").to_numpy()
 
 
-def _period_keys(signal_entries: list[dict[str, Any]], scope: ReportScope) -> list[tuple[str, int]]:
-    if scope.periods_days is not None:
-        return [(f"{period}d", period) for period in scope.periods_days]
+def _period_keys(signal_entries: list[dict[str, Any]], periods_days: Sequence[int] | None) -> list[tuple[str, int]]:
+    if periods_days is not None:
+        return [(f"{period}d", period) for period in periods_days]
     keys = set(chain.from_iterable(map(dict.keys, signal_entries)))
     found = [(key, int(key[:-1])) for key in keys if isinstance(key, str) and _PERIOD_KEY.fullmatch(key)]
     return sorted(found, key=operator.itemgetter(1))
 
 
-def _chunk_entries(chunk: list[dict[str, Any]], scope: ReportScope) -> Iterator[dict[str, np.ndarray]]:
+def _chunk_entries(
+    chunk: list[dict[str, Any]], signals: Sequence[str], periods_days: Sequence[int] | None, with_ids: bool
+) -> Iterator[dict[str, np.ndarray]]:
     rows, coin_ids, times = _usable(chunk)
     if not len(rows):
         return
+    ids = np.fromiter(_get(chunk, "_id"), dtype=object, count=len(chunk))[rows] if with_ids else None
     # ``of_doc[i]`` is the usable document a position refers to, followed level by level down the nesting.
     of_doc = np.full(len(chunk), -1, dtype=np.int64)
     of_doc[rows] = np.arange(len(rows))
@@ -186,17 +187,18 @@ def _chunk_entries(chunk: list[dict[str, Any]], scope: ReportScope) -> Iterator[
     keep = of_doc[anomalies_at] >= 0
     anomalies_at = anomalies_at[keep]
     anomalies = list(compress(anomalies, keep)) if not keep.all() else anomalies
-    for signal in scope.signals:
+    for signal in signals:
         signal_at, signal_entries = _dicts(_get(anomalies, signal))
         if not len(signal_at):
             continue
-        for key, period in _period_keys(signal_entries, scope):
+        for key, period in _period_keys(signal_entries, periods_days):
             entry_at, entries = _dicts(_get(signal_entries, key))
             if not len(entry_at):
                 continue
             doc = of_doc[anomalies_at[signal_at[entry_at]]]
             flags = _get(entries, "is_anomaly")
             yield {
+                **({"_id": ids[doc]} if ids is not None else {}),
                 "coin_id": coin_ids[doc],
                 "signal": np.full(len(doc), signal, dtype=object),
                 "period_days": np.full(len(doc), period, dtype=np.int64),

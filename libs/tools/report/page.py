@@ -102,13 +102,35 @@ def _severity(severity: float, flat: bool, scale: float) -> str:
     )
 
 
-def _worst(episodes: pd.DataFrame) -> tuple[str, str]:
+@dataclass(frozen=True)
+class WorstEpisode:
+    """The report's worst episode (the first: episodes are ranked worst first), in words.
+
+    The page's card and the command's summary line both say it this way.
+    """
+
+    coin_id: str
+    what: str  # "volume 7-day spike"
+    severity: str  # "severity 767.57", "severity 12.40, flat window" or "severity unknown"
+    peak: str  # "39.1 M at 2024-11-01 00:00"
+
+    @property
+    def headline(self) -> str:
+        """One line: ``coin-0005 market_cap 3-day spike (severity 767.57, peak 39.1 M at 2024-11-01 00:00)``."""
+        return f"{self.coin_id} {self.what} ({self.severity}, peak {self.peak})"
+
+
+def worst_episode(episodes: pd.DataFrame) -> WorstEpisode | None:
+    """The first of the ranked episodes, or None when there is none."""
     if episodes.empty:
-        return "—", "nothing flagged"
+        return None
     top = episodes.iloc[0]
-    severity = severity_text(float(top["peak_severity"]), bool(top["flat_window"]), decimals=1)
-    detail = f"{top['signal']} · {int(top['period_days'])}-day {top['direction']} · {severity}"
-    return str(top["coin_id"]), detail
+    return WorstEpisode(
+        coin_id=str(top["coin_id"]),
+        what=f"{top['signal']} {int(top['period_days'])}-day {top['direction']}",
+        severity=severity_text(float(top["peak_severity"]), bool(top["flat_window"])),
+        peak=f"{format_value(float(top['peak_value']))} at {pd.Timestamp(top['peak_timestamp']):%Y-%m-%d %H:%M}",
+    )
 
 
 def _cards(counts: ReportCounts, episodes: pd.DataFrame) -> str:
@@ -116,7 +138,8 @@ def _cards(counts: ReportCounts, episodes: pd.DataFrame) -> str:
     if counts.flat_episodes:
         kinds += f" · {counts.flat_episodes:,} flat-window"
     share = counts.flagged / counts.entries if counts.entries else 0.0
-    worst, worst_detail = _worst(episodes)
+    top = worst_episode(episodes)
+    worst, worst_detail = (top.coin_id, f"{top.what} · {top.severity}") if top else ("—", "nothing flagged")
     cards = [
         ("Episodes", f"{counts.episodes:,}", kinds, "big"),
         ("Coins affected", f"{counts.coins_with_episodes:,}", f"of {counts.coins_read:,} coins judged", "big"),

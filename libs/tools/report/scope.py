@@ -2,7 +2,8 @@
 
 The dates take the formats of contract §3 (read by the request's own
 parser, so a date means the same thing to the report as to the function);
-signals and periods are checked against the same lists. Every mistake raises
+``--periods`` is read as ``ANOMALY_PERIODS`` is (one parser of comma-separated
+days) and ``--signals`` as a request's ``signals`` are. Every mistake raises
 :class:`ReportArgumentError`, which the command turns into exit status 2.
 """
 
@@ -12,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from libs.errors import AnomalyServiceError, InvalidRequest
-from libs.helpers.constants_helper import MAX_PERIOD_DAYS, SIGNALS
-from libs.request import parse_moment
+from libs.errors import AnomalyServiceError, ConfigError, InvalidRequest
+from libs.helpers.constants_helper import SIGNALS, day_list
+from libs.request import known_signals, parse_moment
 
 #: ``since`` when it is not given: a week before ``as_of`` (contract §11).
 DEFAULT_DAYS = 7
@@ -68,22 +69,19 @@ def _ceil_ms(moment: datetime) -> datetime:
 def _signals(signals: Sequence[str] | None) -> tuple[str, ...]:
     if not signals:
         return SIGNALS
-    unknown = [s for s in signals if s not in SIGNALS]
-    if unknown:
-        raise ReportArgumentError(f"--signals: {unknown[0]!r} is not one of {', '.join(SIGNALS)}")
-    wanted = set(signals)
-    return tuple(s for s in SIGNALS if s in wanted)
+    try:
+        return known_signals(signals)
+    except InvalidRequest as exc:
+        raise ReportArgumentError(f"--signals: {exc.reason}") from None
 
 
-def _periods(periods: Sequence[str] | None) -> tuple[int, ...] | None:
+def _periods(periods: str | None) -> tuple[int, ...] | None:
     if not periods:
         return None
-    days = set()
-    for text in periods:
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PERIOD_DAYS:
-            raise ReportArgumentError(f"--periods: {text!r} is not a whole number of days from 1 to {MAX_PERIOD_DAYS}")
-        days.add(int(text))
-    return tuple(sorted(days))
+    try:
+        return day_list("--periods", periods)
+    except ConfigError as exc:
+        raise ReportArgumentError(f"--periods {exc.reason}") from None
 
 
 def report_scope(
@@ -93,9 +91,9 @@ def report_scope(
     as_of: str | None = None,
     coin_ids: Sequence[str] | None = None,
     signals: Sequence[str] | None = None,
-    periods: Sequence[str] | None = None,
+    periods: str | None = None,
 ) -> ReportScope:
-    """Validate the command's arguments (texts as typed) into a :class:`ReportScope`.
+    """Validate the command's arguments (texts as typed; coins and signals split) into a :class:`ReportScope`.
 
     ``now`` (naive UTC) is the default ``as_of``, passed in to keep this pure.
     ``since`` defaults to ``as_of`` − 7 days and must not be after ``as_of``;

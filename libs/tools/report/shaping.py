@@ -13,15 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from libs.jsonvalues import floats_or_none
 from libs.models.episodes import EPISODE_COLUMNS, iso_utc_ms
+from libs.models.frames import empty_frame
 from libs.models.severity import DIP, SPIKE, SeverityScale, classify
-
-
-def _finite_or_none(values: pd.Series) -> list[float | None]:
-    numbers = values.to_numpy(dtype=float)
-    boxed = numbers.astype(object)
-    boxed[~np.isfinite(numbers)] = None
-    return boxed.tolist()
 
 
 def severity_text(severity: float, flat: bool, decimals: int = 2) -> str:
@@ -52,8 +47,8 @@ def episodes_json(episodes: pd.DataFrame) -> list[dict[str, Any]]:
         "end": iso_utc_ms(episodes["end"]),
         "observations": episodes["observations"].astype(int).tolist(),
         "peak_timestamp": iso_utc_ms(episodes["peak_timestamp"]),
-        "peak_value": _finite_or_none(episodes["peak_value"]),
-        "peak_severity": _finite_or_none(episodes["peak_severity"]),
+        "peak_value": floats_or_none(episodes["peak_value"]),
+        "peak_severity": floats_or_none(episodes["peak_severity"]),
         "flat_window": episodes["flat_window"].astype(bool).tolist(),
     }
     return [dict(zip(EPISODE_COLUMNS, row)) for row in zip(*(columns[name] for name in EPISODE_COLUMNS))]
@@ -85,9 +80,7 @@ def report_counts(
     entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...], scale: SeverityScale
 ) -> ReportCounts:
     """Counts of episodes, coins and flagged entries (by signal × window), all vectorised."""
-    classes = (
-        classify(entries, scale) if not entries.empty else pd.DataFrame({"direction": pd.Series([], dtype=object)})
-    )
+    classes = classify(entries, scale) if not entries.empty else empty_frame({"direction": object})
     direction = classes["direction"]
     flagged = direction.notna().to_numpy()
     table = pd.DataFrame(
