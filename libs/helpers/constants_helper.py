@@ -14,11 +14,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, unquote_plus
 
 from libs.errors import ConfigError
-from libs.models.severity import LEVEL_SIGNALS, RaiseRules, SeverityScale
+
+if TYPE_CHECKING:
+    from libs.models.severity import RaiseRules, SeverityScale
 
 #: The seven signals of contract §2, in the order they are reported.
 SIGNALS: tuple[str, ...] = (
@@ -28,6 +30,16 @@ SIGNALS: tuple[str, ...] = (
     "volatility_risk_score",
     "volume",
     "market_cap",
+    "volatility_index",
+)
+
+#: Positive amounts that move by multiples: their severity is measured on the log scale (contract §9).
+RATIO_SIGNALS: tuple[str, ...] = ("latest_price", "volume", "market_cap")
+#: Scores and an index already in percent: measured linearly, with a floor in their own units (contract §9).
+LEVEL_SIGNALS: tuple[str, ...] = (
+    "market_cap_score",
+    "liquidity_risk_score",
+    "volatility_risk_score",
     "volatility_index",
 )
 
@@ -191,17 +203,22 @@ class Settings:
     #: contract §10: empty (the default) turns alerts off; nothing for them is created or imported.
     alert_topic_arn: str = setting("ALERT_TOPIC_ARN", "", sns_topic_arn)
     #: contract §9: the floors of the two severity scales.
-    severity_relative_floor: float = setting(
-        "SEVERITY_RELATIVE_FLOOR", SeverityScale.relative_floor, non_negative_number
-    )
+    severity_relative_floor: float = setting("SEVERITY_RELATIVE_FLOOR", 0.01, non_negative_number)
     severity_absolute_floors: tuple[tuple[str, float], ...] = setting(
-        "SEVERITY_ABSOLUTE_FLOORS", SeverityScale.absolute_floors, severity_floors
+        "SEVERITY_ABSOLUTE_FLOORS",
+        (
+            ("volatility_index", 2.0),
+            ("market_cap_score", 1.0),
+            ("liquidity_risk_score", 1.0),
+            ("volatility_risk_score", 1.0),
+        ),
+        severity_floors,
     )
     #: contract §9: level 1 starts at this severity, level j + 1 at ALERT_ESCALATION_FACTOR^j times it.
-    alert_min_severity: float = setting("ALERT_MIN_SEVERITY", RaiseRules.min_severity, positive_number)
-    alert_escalation_factor: float = setting("ALERT_ESCALATION_FACTOR", RaiseRules.escalation_factor, positive_number)
+    alert_min_severity: float = setting("ALERT_MIN_SEVERITY", 3.0, positive_number)
+    alert_escalation_factor: float = setting("ALERT_ESCALATION_FACTOR", 2.0, positive_number)
     #: contract §9: a step raises when its level beats every earlier step of its episode this recent.
-    alert_memory_hours: float = setting("ALERT_MEMORY_HOURS", RaiseRules.memory_hours, non_negative_number)
+    alert_memory_hours: float = setting("ALERT_MEMORY_HOURS", 24.0, non_negative_number)
     #: At most this many alerts per message (at least 1: to publish none, leave ALERT_TOPIC_ARN empty).
     alert_max_per_message: int = setting("ALERT_MAX_PER_MESSAGE", 50, whole(1))
     metrics_namespace: str = setting("POWERTOOLS_METRICS_NAMESPACE", "CryptoRiskAnomaly", text)
@@ -225,11 +242,15 @@ class Settings:
     @property
     def severity_scale(self) -> SeverityScale:
         """The severity scale of contract §9 (what alerts, the report and the backtest measure with)."""
+        from libs.models.severity import SeverityScale  # the model needs numpy; reading settings does not
+
         return SeverityScale(self.severity_relative_floor, self.severity_absolute_floors)
 
     @property
     def raise_rules(self) -> RaiseRules:
         """When a flagged step raises its episode (contract §9)."""
+        from libs.models.severity import RaiseRules
+
         return RaiseRules(
             self.alert_min_severity,
             self.alert_escalation_factor,

@@ -26,15 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from libs.helpers.constants_helper import RATIO_SIGNALS, default
+
 #: The two directions of a flag.
 SPIKE = "spike"
 DIP = "dip"
 DIRECTIONS = (SPIKE, DIP)
 
-#: Positive quantities that move by multiples: measured on the log scale.
-RATIO_SIGNALS = ("latest_price", "volume", "market_cap")
-#: Scores and an index already in percent: measured linearly, with a floor in their own units.
-LEVEL_SIGNALS = ("market_cap_score", "liquidity_risk_score", "volatility_risk_score", "volatility_index")
 
 _LARGEST = np.finfo(np.float64).max
 _SMALLEST = np.nextafter(0.0, 1.0)
@@ -44,14 +42,9 @@ _SMALLEST = np.nextafter(0.0, 1.0)
 class SeverityScale:
     """The floors of the two scales (``SEVERITY_RELATIVE_FLOOR``, ``SEVERITY_ABSOLUTE_FLOORS``)."""
 
-    relative_floor: float = 0.01
+    relative_floor: float = default("severity_relative_floor")
     #: ``(signal, floor)`` pairs of level signals; a level signal not named has floor 0.
-    absolute_floors: tuple[tuple[str, float], ...] = (
-        ("volatility_index", 2.0),
-        ("market_cap_score", 1.0),
-        ("liquidity_risk_score", 1.0),
-        ("volatility_risk_score", 1.0),
-    )
+    absolute_floors: tuple[tuple[str, float], ...] = default("severity_absolute_floors")
 
     def floor_of(self, signal: str) -> float:
         """The absolute floor of a level signal (0 when not named)."""
@@ -63,10 +56,10 @@ class RaiseRules:
     """When a flagged step raises its episode (``ALERT_MIN_SEVERITY``, ``ALERT_ESCALATION_FACTOR``,
     ``ALERT_MEMORY_HOURS``; episodes link steps at most ``ANOMALY_LATEST_LOOKBACK_HOURS`` apart)."""
 
-    min_severity: float = 3.0
-    escalation_factor: float = 2.0
-    memory_hours: float = 24.0
-    lookback_hours: float = 24.0
+    min_severity: float = default("alert_min_severity")
+    escalation_factor: float = default("alert_escalation_factor")
+    memory_hours: float = default("alert_memory_hours")
+    lookback_hours: float = default("latest_lookback_hours")
 
 
 def severity(

@@ -112,3 +112,17 @@ def test_without_the_embedded_store_mongomock_stops_the_cold_start_naming_the_va
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "ConfigError" in last and "MONGODB_URI" in last and "libs.tools.embedded_store is missing" in last
+
+
+def test_reading_the_settings_needs_no_numpy():
+    # given: deploy/variables.js asks the machine's plain python3 for the settings' defaults while packaging
+    code = (
+        "import sys, json; from libs.helpers.constants_helper import SIGNALS, default;"
+        " print(json.dumps([default('service_name'), sorted(m.split('.')[0] for m in sys.modules)]))"
+    )
+    # when a fresh interpreter reads them
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    # then nothing heavier than the standard library was loaded (a bare python3 has no numpy)
+    assert done.returncode == 0, done.stderr
+    service, modules = json.loads(done.stdout)
+    assert service == "crypto-risk-anomaly" and not {"numpy", "pandas", "pymongo"} & set(modules)
