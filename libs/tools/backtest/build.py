@@ -91,7 +91,7 @@ class BacktestResult:
     """Everything the backtest found, ready to be written."""
 
     scope: BacktestScope
-    #: The signals judged (a file judges those of its header among the requested ones).
+    #: The signals judged: the requested ones with at least one value in what was read.
     signals: tuple[str, ...]
     counts: PeriodCounts
     #: One row per alert, most severe first (``libs.alerts.build.alert_table``'s ranking), and its windows.
@@ -181,9 +181,16 @@ def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
 
 
-def judged_signals(scope: BacktestScope, available: Sequence[str]) -> tuple[str, ...]:
-    """The scope's signals that the frame has columns for (a file's header may hold fewer than seven)."""
-    return tuple(signal for signal in scope.signals if signal in available)
+def judged_signals(scope: BacktestScope, frame: pd.DataFrame) -> tuple[str, ...]:
+    """The scope's signals with at least one value in the frame: those that can alert.
+
+    A file's header may name fewer than seven, and the store's documents may
+    carry none of a signal; either way a signal without values raises nothing,
+    so the store and a file holding the same observations judge the same ones.
+    """
+    return tuple(
+        signal for signal in scope.signals if signal in frame.columns and bool(frame[signal].notna().to_numpy().any())
+    )
 
 
 def judging_settings(scope: BacktestScope, signals: Sequence[str], settings: Settings) -> dict[str, Any]:
@@ -283,7 +290,7 @@ def backtest(
     ``ALERT_MEMORY_HOURS`` plus the longest window before ``since``: what
     :mod:`libs.tools.backtest.run` reads from the store or the file.
     """
-    signals = judged_signals(scope, [str(column) for column in frame.columns])
+    signals = judged_signals(scope, frame)
     params = ModelParams(signals, scope.periods_days, settings.deviation_limit, settings.min_observations)
     raises = (
         range_raises(

@@ -235,7 +235,11 @@ def _cards(result: BacktestResult) -> str:
             f"{result.alerts_per_coin_day:.4f}",
             f"{counts.coin_days:,.1f} coin-days on {counts.coins:,} coins",
         ),
-        ("Observations", f"{counts.observations:,}", f"stamped in the period, {len(result.signals)} signals judged"),
+        (
+            "Observations",
+            f"{counts.observations:,}",
+            f"stamped in the period; {len(result.signals)} signals with values",
+        ),
     ]
     if result.events is not None:
         caught = sum(outcome.caught for outcome in result.events)
