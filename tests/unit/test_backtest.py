@@ -37,7 +37,7 @@ from tests.fakes.backtest_reference import (
 )
 from tests.fakes.episodes_reference import Rules
 from tests.fakes.examples import examples
-from tests.fakes.series import T0, doc, histories, series
+from tests.fakes.series import T0, doc, histories, markets, series
 
 SIGNALS = ("volume", "latest_price")
 
@@ -64,29 +64,6 @@ def frame_of(documents: list[dict[str, Any]], signals: tuple[str, ...] = SIGNALS
 
 def scope_of(since: datetime, as_of: datetime, periods: tuple[int, ...], coin_ids=None) -> BacktestScope:
     return BacktestScope(since=since, as_of=as_of, coin_ids=coin_ids, signals=SIGNALS, periods_days=periods)
-
-
-_ODD = st.sampled_from([100.0, 200.0, 5.0, 0.5, 13.5, 9.5, -1.0, None])
-
-
-@st.composite
-def markets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int]:
-    """Hourly coins with gaps, repeated hours and frequent odd values (spikes, dips, near misses): many alerts."""
-    end = draw(st.integers(30, 60))
-    documents = []
-    for coin in draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True)):
-        for hour in range(end + 1):
-            for _ in range(draw(st.sampled_from([1, 1, 1, 1, 0, 2]))):
-                values = {
-                    name: draw(
-                        st.one_of(st.sampled_from([10.0, 11.0, 12.0, 13.0]), _ODD)
-                        if hour > 20
-                        else st.just(10.0 + hour % 4)
-                    )
-                    for name in SIGNALS
-                }
-                documents.append(doc(coin, hour, **{k: v for k, v in values.items() if v is not None}))
-    return documents, end
 
 
 random_rules = st.builds(
