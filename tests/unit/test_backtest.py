@@ -24,7 +24,7 @@ from libs.errors import AnomalyServiceError
 from libs.helpers.constants_helper import Settings, load_settings
 from libs.models.history import documents_to_history
 from libs.tools.backtest.build import backtest, busiest_days, event_outcomes, period_counts
-from libs.tools.backtest.page import PageView, chart_buckets, render_page
+from libs.tools.backtest.page import PageView, _axis_top, chart_buckets, render_page
 from libs.tools.backtest.scope import BacktestScope, backtest_scope
 from libs.tools.market_data import MarketEvent
 from tests.fakes.alerts_reference import assert_same_alerts, iso
@@ -387,3 +387,10 @@ def _result(since: datetime, as_of: datetime, ranked: pd.DataFrame):
         windows=pd.DataFrame(),
         events=None,
     )
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(most=st.integers(0, 10**7))
+def test_the_chart_axis_covers_the_tallest_bar_with_whole_gridlines_and_little_room(most):
+    top = _axis_top(most)
+    assert top >= most and top % 4 == 0 and top <= 2 * most + 4

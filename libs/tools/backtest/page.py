@@ -88,15 +88,13 @@ def chart_buckets(result: BacktestResult) -> Buckets:
     return Buckets(starts=starts, ends=ends, by_level=by_level, unit=unit)
 
 
-def _nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 × 10^k at least ``value`` (an axis top people read at a glance)."""
-    if value <= 1:
-        return 1
-    power = 10 ** (len(str(value)) - 1)
-    for step in (1, 2, 5, 10):
-        if step * power >= value:
-            return step * power
-    return 10 * power
+def _axis_top(most: int, lines: int = 4) -> int:
+    """The y axis's top: ``lines`` gridlines a whole, round step apart (1, 2, 2.5, 3, 4, 5, 6, 8 × 10^k)
+    covering ``most``, so every gridline is labelled with a whole number of alerts."""
+    wanted = max(1, -(-most // lines))
+    power = 10 ** (len(str(wanted)) - 1)
+    steps = (s * power for s in (1, 2, 2.5, 3, 4, 5, 6, 8, 10) if float(s * power).is_integer())
+    return int(next(step for step in steps if step >= wanted)) * lines
 
 
 def _ticks(buckets: Buckets) -> list[tuple[int, str]]:
@@ -129,7 +127,7 @@ def _ticks(buckets: Buckets) -> list[tuple[int, str]]:
 def _chart(result: BacktestResult) -> str:
     buckets = chart_buckets(result)
     totals = buckets.by_level.sum(axis=1)
-    top = _nice_ceiling(int(totals.max()) if len(totals) else 0)
+    top = _axis_top(int(totals.max()) if len(totals) else 0)
     width, height = _CHART_WIDTH - _LEFT - _RIGHT, _CHART_HEIGHT - _TOP - _BOTTOM
     step = width / max(len(buckets.starts), 1)
     gap = 1.0 if step >= 4 else 0.0
@@ -140,9 +138,7 @@ def _chart(result: BacktestResult) -> str:
     for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):  # grid and y labels
         y = _TOP + height * (1 - fraction)
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_LEFT + width}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        grid_value = top * fraction
-        text = f"{grid_value:,.0f}" if float(grid_value).is_integer() else f"{grid_value:,.1f}"
-        parts.append(f'<text class="ylab" x="{_LEFT - 6}" y="{y + 4:.1f}">{text}</text>')
+        parts.append(f'<text class="ylab" x="{_LEFT - 6}" y="{y + 4:.1f}">{round(top * fraction):,}</text>')
     parts.extend(_event_bands(result, buckets, step, height))
     for i, counts in enumerate(buckets.by_level.tolist()):
         total = sum(counts)
