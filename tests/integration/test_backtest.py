@@ -428,3 +428,33 @@ def test_help_names_every_option(capsys):
         "--out",
     ):
         assert option in text
+
+
+def test_the_data_api_backend_reads_what_the_driver_reads(seeded_store, tmp_path, monkeypatch):
+    # given: the same store behind the loopback Data API endpoint, and the backtest configured to read through it
+    from libs.helpers.data_api_helper import reset_data_api_reader
+    from libs.tools.loopback.data_api_server import DataApiServer
+
+    assert run(*PERIOD, "--out", str(tmp_path / "driver"))[0] == 0
+    endpoint = DataApiServer(collection=seeded_store, api_key="dak-backtest").start()
+    for name, value in {
+        "MONGODB_READ_BACKEND": "data_api",
+        "MONGODB_DATA_API_URL": endpoint.url,
+        "MONGODB_RSKYCLUSTER_DATA_API_KEY": "dak-backtest",
+        "MONGODB_RSKYCLUSTER_DATA_SOURCE": "mongodb-atlas",
+        "MONGODB_DATA_API_PAGE_SIZE": "500",
+    }.items():
+        monkeypatch.setenv(name, value)
+    constants_helper.reset_settings()
+    try:
+        # when
+        status, _, err = run(*PERIOD, "--out", str(tmp_path / "data_api"))
+    finally:
+        endpoint.stop()
+        reset_data_api_reader()
+        constants_helper.reset_settings()
+    # then: the same outputs, read in pages over HTTP with the backtest's one query
+    assert status == 0, err
+    for name in ("alerts.json", "summary.json"):
+        assert (tmp_path / "data_api" / name).read_text() == (tmp_path / "driver" / name).read_text(), name
+    assert len(endpoint.requests) > 1 and list(endpoint.requests[0].body["filter"])[0] == "coin_id"
