@@ -14,6 +14,7 @@ import contextlib
 import gzip
 import io
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from libs.cli import main
 from libs.helpers import constants_helper, mongodb_helper
 from libs.helpers.constants_helper import load_settings
 from libs.helpers.mongodb_helper import DriverReader
-from libs.tools.backtest.run import run_backtest
+from libs.tools.backtest.run import run_backtest, store_query
 from libs.tools.backtest.scope import backtest_scope
 from libs.tools.market_data import market_documents
 from libs.tools.scores_csv import read_scores_csv
@@ -458,3 +459,30 @@ def test_the_data_api_backend_reads_what_the_driver_reads(seeded_store, tmp_path
     for name in ("alerts.json", "summary.json"):
         assert (tmp_path / "data_api" / name).read_text() == (tmp_path / "driver" / name).read_text(), name
     assert len(endpoint.requests) > 1 and list(endpoint.requests[0].body["filter"])[0] == "coin_id"
+
+
+@pytest.mark.mongodb
+@pytest.mark.skipif(not os.environ.get("MONGODB_TEST_URI"), reason="needs a real server: set MONGODB_TEST_URI")
+def test_on_a_real_server_the_backtest_query_is_served_by_the_index():
+    from pymongo import MongoClient
+
+    from libs.helpers.mongodb_helper import ensure_indexes
+
+    client = MongoClient(os.environ["MONGODB_TEST_URI"], serverSelectionTimeoutMS=5000)
+    collection = client["crypto_risk_anomaly_test"]["backtest_scores"]
+    collection.drop()
+    try:
+        as_of = datetime(2024, 11, 1)
+        collection.insert_many(
+            [{"coin_id": f"c{i % 7}", "timestamp": as_of - timedelta(hours=i), "volume": 1.0} for i in range(500)]
+        )
+        ensure_indexes(collection)
+        settings = load_settings({"MONGODB_URI": "mongomock://"})
+        for coins in (None, ["c1", "c2"]):
+            scope = backtest_scope(now=as_of, default_periods=settings.periods_days, coin_ids=coins)
+            query, projection = store_query(scope, settings)
+            plan = collection.find(query, projection).explain()["queryPlanner"]["winningPlan"]
+            assert "IXSCAN" in str(plan) and "COLLSCAN" not in str(plan)
+    finally:
+        collection.drop()
+        client.close()
