@@ -251,6 +251,44 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from libs.processor import utc_now
+    from libs.tools.backtest.run import backtest_settings, check_out, run_backtest
+    from libs.tools.backtest.scope import backtest_scope
+
+    out = check_out(args.out)
+    settings = backtest_settings(reads_store=args.input is None)
+    now = utc_now()
+    scope = backtest_scope(
+        now=now,
+        default_periods=settings.periods_days,
+        since=args.since,
+        as_of=args.as_of,
+        coin_ids=_coin_universe(args)[0] if args.coins or args.coins_file else None,
+        signals=_comma_list(args.signals),
+        periods=args.periods,
+    )
+    reader = None
+    if args.input is None:
+        from libs.helpers.mongodb_helper import get_reader
+
+        reader = get_reader(settings)
+    output = run_backtest(
+        scope,
+        settings,
+        out,
+        generated_at=now,
+        input_path=Path(args.input) if args.input is not None else None,
+        events_path=Path(args.events) if args.events is not None else None,
+        reader=reader,
+    )
+    print(output.result.summary_line())
+    for line in output.result.event_lines():
+        print(line)
+    print(f"backtest: {output.page}")
+    return 0
+
+
 def _local_queue(args: argparse.Namespace) -> int:
     import time
 
@@ -413,6 +451,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--periods", help="comma-separated window lengths in days (default: every one stored)")
     report.add_argument("--out", required=True, help="directory for index.html, episodes.json and plots/")
     report.set_defaults(run=_report)
+
+    backtest = commands.add_parser(
+        "backtest", help="the alerts latest-mode messages would have published over a period (no writes)"
+    )
+    backtest.add_argument("--input", help="a score CSV file (.gz for gzip) instead of the store")
+    backtest_coins = backtest.add_mutually_exclusive_group()
+    backtest_coins.add_argument("--coins", help="comma-separated coin ids (default: every coin)")
+    backtest_coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    backtest.add_argument("--since", help="ISO-8601 date or datetime (default: --as-of minus 30 days)")
+    backtest.add_argument("--as-of", dest="as_of", help="ISO-8601 date (its end) or datetime (default: now)")
+    backtest.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)} (default: all)")
+    backtest.add_argument("--periods", help="comma-separated window lengths in days (default: ANOMALY_PERIODS)")
+    backtest.add_argument("--events", help="a CSV of known events (name,coin_ids,onset,hours), e.g. data/events.csv")
+    backtest.add_argument("--out", required=True, help="directory for alerts.json, summary.json and index.html")
+    backtest.set_defaults(run=_backtest)
 
     redrive = commands.add_parser(
         "redrive", parents=[queue], help="move the DLQ's messages (from the queue's RedrivePolicy) back, each once"

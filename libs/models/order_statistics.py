@@ -81,18 +81,35 @@ class WaveletMatrix:
             current = partitioned
 
     def kth_smallest(self, lo: np.ndarray, hi: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """The ``k[i]``-th smallest (0-based) of ``sequence[lo[i]:hi[i]]`` for every i (``k < hi − lo``)."""
+        """The ``k[i]``-th smallest (0-based) of ``sequence[lo[i]:hi[i]]`` for every i (``k < hi − lo``).
+
+        Branch-free and in place: each level is the same few whole-array integer
+        operations into buffers allocated once, the side a query follows chosen
+        by multiplying with 0 or 1 (a masked ``where=`` or ``np.where`` costs
+        more than the arithmetic it saves); about twice as fast as selecting.
+        """
         lo, hi, k = lo.astype(np.int32), hi.astype(np.int32), k.astype(np.int32)
         found = np.zeros(len(lo), dtype=np.int32)
+        ones_lo, ones_hi, inside, step = (np.empty_like(lo) for _ in range(4))
+        right = np.empty(len(lo), dtype=bool)
+        taken = right.view(np.int8)  # 1 where the query follows the ones, else 0
         for level, bit in enumerate(range(self.bits - 1, -1, -1)):
             ones, zeros = self.ones[level], self.zeros[level]
-            ones_lo, ones_hi = ones[lo], ones[hi]
-            zeros_inside = (hi - lo) - (ones_hi - ones_lo)
-            right = k >= zeros_inside
-            found |= right.astype(np.int32) << bit
-            k -= zeros_inside * right
-            lo = np.where(right, zeros + ones_lo, lo - ones_lo)
-            hi = np.where(right, zeros + ones_hi, hi - ones_hi)
+            np.take(ones, lo, out=ones_lo)
+            np.take(ones, hi, out=ones_hi)
+            np.subtract(lo, ones_lo, out=lo)  # the range among the zeros ...
+            np.subtract(hi, ones_hi, out=hi)
+            np.subtract(hi, lo, out=inside)  # ... holds this many
+            np.greater_equal(k, inside, out=right)  # too few for the k-th: its bit is one
+            np.multiply(inside, taken, out=step)
+            np.subtract(k, step, out=k)
+            for bound, ones_at in ((lo, ones_lo), (hi, ones_hi)):  # bound += taken · (zeros + ones_at − bound)
+                np.add(ones_at, zeros, out=step)
+                np.subtract(step, bound, out=step)
+                np.multiply(step, taken, out=step)
+                np.add(bound, step, out=bound)
+            np.multiply(taken, np.int32(1 << bit), out=step)
+            np.bitwise_or(found, step, out=found)
         return found
 
 

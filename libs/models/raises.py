@@ -193,11 +193,16 @@ def range_raises(
     rows = sort_rows(frame, in_memory, params.periods_days)
     if rows is None:
         return empty_raises()
+    coins = pd.Categorical(frame["coin_id"].to_numpy(dtype=object))
     parts = []
     for signal in params.signals:
         entries = _entries(frame, judge_signal(frame, rows, signal, params))
         if entries.empty:
             continue
+        # The episode keys are factorized per entry: categories make that a pass over small codes, not a
+        # hash of every coin id and signal name (a year of hourly coins is millions of entries a signal).
+        entries["coin_id"] = coins.take(entries["row"].to_numpy())
+        entries["signal"] = pd.Categorical.from_codes(np.zeros(len(entries), dtype=np.int8), [signal])
         parts.append(_raising_entries(entries, signal, scale, rules, in_period[entries["row"].to_numpy()]))
     parts = [part for part in parts if len(part)]
     return pd.concat(parts, ignore_index=True) if parts else empty_raises()

@@ -175,7 +175,8 @@ def classify(entries: pd.DataFrame, scale: SeverityScale, signal: str | None = N
     direction = np.full(len(entries), None, dtype=object)
     direction[spike] = SPIKE
     direction[dip] = DIP
-    severities = severity(entries["signal"].to_numpy(dtype=object), value, q1, q3, lower, upper, direction, scale)
+    names = signal if signal is not None else entries["signal"].to_numpy(dtype=object)
+    severities = severity(names, value, q1, q3, lower, upper, direction, scale)
     return pd.DataFrame(
         {
             "direction": pd.Series(direction, index=entries.index, dtype=object),

@@ -60,3 +60,27 @@ def histories(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int]:
             values = {name: draw(_ODD) for name in ("volume", "latest_price")}
             documents.append(doc(coin, hour, **{k: v for k, v in values.items() if v is not None}))
     return documents, as_of
+
+
+_MARKET_ODD = st.sampled_from([100.0, 200.0, 5.0, 0.5, 13.5, 9.5, -1.0, None])
+
+
+@st.composite
+def markets(draw: st.DrawFn, signals: tuple[str, ...] = ("volume", "latest_price")) -> tuple[list[dict[str, Any]], int]:
+    """Hourly coins on the hour grid, calm for 20 hours, then with gaps, repeated hours and frequent odd values
+    (spikes, dips, near misses, a missing value): many alerts. Returns the documents and the last hour."""
+    end = draw(st.integers(30, 60))
+    documents = []
+    for coin in draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True)):
+        for hour in range(end + 1):
+            for _ in range(draw(st.sampled_from([1, 1, 1, 1, 0, 2]))):
+                values = {
+                    name: draw(
+                        st.one_of(st.sampled_from([10.0, 11.0, 12.0, 13.0]), _MARKET_ODD)
+                        if hour > 20
+                        else st.just(10.0 + hour % 4)
+                    )
+                    for name in signals
+                }
+                documents.append(doc(coin, hour, **{k: v for k, v in values.items() if v is not None}))
+    return documents, end
