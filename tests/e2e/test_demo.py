@@ -173,6 +173,7 @@ def test_the_report_page_covers_the_luna_and_ftt_collapses_and_ranks_their_episo
     assert (top[0]["coin_id"], top[0]["signal"], top[0]["direction"]) == ("terra-luna", "latest_price", "dip")
     assert {e["coin_id"] for e in episodes[:4]} == {"terra-luna", "ftx-token"}
     assert top == report.report_top and (out_dir / "report" / "index.html").exists()
+    assert "market data: CoinGecko" in (out_dir / "report" / "index.html").read_text()  # the real coins credited
     # and the plot is LUNA's price through 2022
     assert report.plot is not None and report.plot.path.name == "demo-terra-luna-latest_price-30d.png"
     assert report.plot.path.exists()

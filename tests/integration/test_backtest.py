@@ -158,6 +158,7 @@ def test_on_real_markets_the_outputs_hold_what_the_contract_says(market_run):
     assert len(lines) == 2 + len(summary["events"]) and lines[-1] == f"backtest: {out / 'index.html'}"
     assert lines[0].startswith(f"{len(alerts):,} alerts from 2020-01-01 00:00 to 2023-05-25 23:59:59.999 UTC")
     assert (out / "index.html").stat().st_size > 10_000
+    assert "data/coingecko-daily.csv.gz (market data: CoinGecko)" in (out / "index.html").read_text()  # its credit
     assert sorted(p.name for p in out.parent.iterdir()) == ["backtest"]  # no staging directory left
 
 

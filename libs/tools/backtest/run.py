@@ -39,7 +39,7 @@ from libs.models.history import documents_to_history
 from libs.tools.backtest.build import BacktestResult, backtest
 from libs.tools.backtest.page import PageView, render_page
 from libs.tools.backtest.scope import BacktestArgumentError, BacktestScope
-from libs.tools.market_data import read_events
+from libs.tools.market_data import MARKET_CSV, read_events
 from libs.tools.scores_csv import read_scores_csv
 
 ALERTS_NAME = "alerts.json"
@@ -207,7 +207,7 @@ def run_backtest(
     events = read_events(events_path) if events_path is not None else None
     if input_path is not None:
         frame = read_file(input_path, scope, settings)
-        source = f"file {input_path}"
+        source = f"file {input_path}" + (" (market data: CoinGecko)" if _is_market_data(input_path) else "")
     else:
         if reader is None:
             raise ValueError("a reader is needed to read the store")
@@ -223,3 +223,8 @@ def run_backtest(
         (staging / SUMMARY_NAME).write_text(summary, encoding="utf-8")
         (staging / PAGE_NAME).write_text(page, encoding="utf-8")
     return BacktestOutput(result=result, directory=out)
+
+
+def _is_market_data(path: Path | str) -> bool:
+    """Whether ``path`` is the repository's real market data, which is shown with its credit (contract §13)."""
+    return Path(path).resolve() == MARKET_CSV.resolve()

@@ -429,7 +429,13 @@ def _write_report(report: DemoReport, collection: Collection, settings: Settings
     since, as_of, what = chosen
     scope = report_scope(now=as_of, since=_iso(since), as_of=_iso(as_of))
     result = write_report(
-        scope, settings, out_dir, reader=DriverReader(collection), collection=collection, generated_at=utc_now()
+        scope,
+        settings,
+        out_dir,
+        reader=DriverReader(collection),
+        collection=collection,
+        generated_at=utc_now(),
+        credit="market data: CoinGecko, for the real coins",
     )
     report.report_page, report.report_summary = result.page, result.summary_line(scope)
     report.report_period = f"{since:%Y-%m-%d} to {as_of:%Y-%m-%d}, {what}; every coin"

@@ -139,8 +139,11 @@ def write_report(
     reader: Reader,
     collection: Collection,
     generated_at: datetime,
+    credit: str = "",
 ) -> ReportResult:
     """Read, build and write ``episodes.json``, ``index.html`` and the plots under ``out_dir``.
+
+    ``credit`` is said beside the page's source (the demo's real coins: "market data: CoinGecko").
 
     Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
     :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
@@ -160,7 +163,7 @@ def write_report(
             scope=scope,
             generated_at=generated_at,
             lookback_hours=settings.latest_lookback_hours,
-            source=f"{settings.database}.{settings.collection}",
+            source=f"{settings.database}.{settings.collection}" + (f" ({credit})" if credit else ""),
             counts=counts,
             episodes=episodes,
             plots=plots,
