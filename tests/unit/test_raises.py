@@ -267,3 +267,44 @@ def test_the_range_engine_finds_what_latest_mode_messages_at_every_hour_find(his
     # then: the same raises, numbers and levels
     together = pd.concat([ranged.iloc[:0], *latest], ignore_index=True)
     assert rows_of(ranged) == rows_of(together)
+
+
+# --- real markets (the repository's CoinGecko daily data) --------------------------------------
+
+
+def _documents_of(coins: tuple[str, ...], since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """The repository's rows of ``coins`` as score documents (a missing cell is an absent field)."""
+    from tests.fakes.market import MARKET_SIGNALS, csv_module_rows
+
+    return [
+        {"coin_id": row["coin_id"], "timestamp": row["timestamp"]}
+        | {signal: row[signal] for signal in MARKET_SIGNALS if not math.isnan(row[signal])}
+        for row in csv_module_rows()
+        if row["coin_id"] in coins and since <= row["timestamp"] <= until
+    ]
+
+
+def test_lunas_collapse_raises_at_each_deeper_level_as_the_reference_finds_day_by_day():
+    # given: LUNA and USDC from the repository's real daily data, March to May 2022 (read with the csv module)
+    documents = _documents_of(("terra-luna", "usd-coin"), datetime(2022, 3, 1), datetime(2022, 5, 31))
+    days = [(datetime(2022, 5, day) - T0) / timedelta(hours=1) for day in range(6, 17)]
+    options = {"periods": (7, 30), "signals": ("latest_price", "market_cap")}
+    # when: a latest-mode message runs every day of the collapse (each checked against the reference)
+    found = raises_over(documents, days, **options)
+    # then: LUNA's price raises once at each level from 2 to 5 as it falls, on four consecutive days, never twice
+    price = [r for r in found if r["key"][:2] == ("terra-luna", "latest_price") and r["key"][2] == 30]
+    assert [r["level"] for r in price] == [2, 3, 4, 5]
+    assert [T0 + timedelta(hours=r["key"][3]) for r in price] == [datetime(2022, 5, d) for d in (10, 11, 12, 13)]
+    # and the stablecoin, whose ticks the 1 % floor measures, raises nothing in those weeks
+    assert not [r for r in found if r["key"][0] == "usd-coin"]
+
+
+def test_the_usdc_depeg_raises_its_price_at_level_1_on_the_real_data():
+    # given: USDC's real daily prices through March 2023 (0.9656 on the 12th)
+    documents = _documents_of(("usd-coin",), datetime(2023, 1, 1), datetime(2023, 3, 31))
+    day = (datetime(2023, 3, 12) - T0) / timedelta(hours=1)
+    # when
+    got, expected = raises_at(documents, day, periods=(7, 30), signals=("latest_price",))
+    # then: a dip of 3.4 % against a peg held within ticks: level 1, as the reference says
+    assert_same(got, expected)
+    assert set(got["direction"]) == {"dip"} and set(got["level"]) == {1}
