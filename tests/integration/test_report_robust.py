@@ -19,6 +19,9 @@ from matplotlib.figure import Figure
 
 import handler
 from libs.cli import main
+from libs.helpers import constants_helper
+from libs.helpers.data_api_helper import reset_data_api_reader
+from libs.tools.loopback.data_api_server import DataApiServer
 from libs.tools.local.lambda_context import LocalContext
 from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import sqs_event
@@ -106,3 +109,44 @@ def test_the_plot_command_titles_any_coin_id_literally(store, tmp_path, capsys, 
     # then the PNG is written and titled with the id as it is
     assert status == 0 and (tmp_path / "p.png").stat().st_size > 0
     assert titles == [("$_$: volume, 7-day Tukey fences and written flags", False)]
+
+
+@pytest.fixture
+def data_api(store, monkeypatch):
+    """The loopback Data API endpoint over the embedded store, and a switch to read through it."""
+    server = DataApiServer(collection=store, api_key="report-test-key").start()
+
+    def switch(page_size: int) -> None:
+        for name, value in {
+            "MONGODB_READ_BACKEND": "data_api",
+            "MONGODB_DATA_API_URL": server.url,
+            "MONGODB_RSKYCLUSTER_DATA_API_KEY": "report-test-key",
+            "MONGODB_RSKYCLUSTER_DATA_SOURCE": "mongodb-atlas",
+            "MONGODB_DATA_API_PAGE_SIZE": str(page_size),
+        }.items():
+            monkeypatch.setenv(name, value)
+        constants_helper.reset_settings()
+
+    yield server, switch
+    server.stop()
+    reset_data_api_reader()
+    constants_helper.reset_settings()
+
+
+def test_over_the_data_api_the_report_reads_every_page(store, tmp_path, capsys, data_api):
+    # given a judged week of 6 coins (6 × 29 judged documents), and the report over the driver
+    server, switch = data_api
+    judge(store, tuple(f"coin-{i}" for i in range(6)))
+    assert report(capsys, "--out", str(tmp_path / "driver"))[0] == 0
+
+    # when the same report reads through the Data API, 50 documents a page
+    switch(page_size=50)
+    status, out, err = report(capsys, "--out", str(tmp_path / "data_api"))
+
+    # then it read every page (the page key needs each document's _id) and wrote the very same episodes
+    assert (status, err) == (0, "")
+    finds = [r for r in server.requests if r.path.endswith("/action/find")]
+    assert len(finds) == 5  # 174 documents: three full pages, a partial one, and the empty one that ends it
+    assert all(r.body and r.body["projection"].get("_id") == 1 for r in finds)
+    driver = json.loads((tmp_path / "driver" / "episodes.json").read_text())
+    assert driver and json.loads((tmp_path / "data_api" / "episodes.json").read_text()) == driver

@@ -158,7 +158,7 @@ def test_the_query_names_coin_id_first_and_reads_only_the_requested_entries():
 
     assert list(query)[0] == "coin_id" and query["coin_id"] == {"$in": ["b", "a"]}
     assert query["timestamp"] == {"$gte": wanted.since, "$lte": wanted.as_of}
-    assert projection == {"_id": 0, "coin_id": 1, "timestamp": 1, "anomalies.volume.3d": 1, "anomalies.volume.7d": 1}
+    assert projection == {"_id": 1, "coin_id": 1, "timestamp": 1, "anomalies.volume.3d": 1, "anomalies.volume.7d": 1}
 
 
 def test_without_filters_the_query_matches_every_coin_and_reads_every_window_of_every_signal():

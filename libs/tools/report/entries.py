@@ -66,7 +66,8 @@ def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
     ``coin_id`` comes first so the index serves the query, as in
     :func:`libs.helpers.mongodb_helper.history_query`; with no coin filter
     ``{"$gt": ""}`` matches every usable id and still uses the index. Only
-    judged documents are returned, and of them only the requested entries.
+    judged documents are returned, and of them only the page key (``_id``,
+    ``timestamp``), ``coin_id`` and the requested entries.
     """
     coins: dict[str, Any] = {"$in": list(scope.coin_ids)} if scope.coin_ids else {"$gt": ""}
     query = {
@@ -78,7 +79,8 @@ def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
         paths = [f"anomalies.{signal}" for signal in scope.signals]
     else:
         paths = [f"anomalies.{signal}.{period}d" for signal in scope.signals for period in scope.periods_days]
-    projection = {"_id": 0, "coin_id": 1, "timestamp": 1, **dict.fromkeys(paths, 1)}
+    # ``_id`` too: the Data API backend pages by (timestamp, _id), so every document must carry both
+    projection = {"_id": 1, "coin_id": 1, "timestamp": 1, **dict.fromkeys(paths, 1)}
     return query, projection
 
 
