@@ -21,8 +21,8 @@ import handler
 from libs.cli import main
 from libs.helpers import constants_helper
 from libs.helpers.data_api_helper import reset_data_api_reader
-from libs.tools.loopback.data_api_server import DataApiServer
 from libs.tools.local.lambda_context import LocalContext
+from libs.tools.loopback.data_api_server import DataApiServer
 from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import sqs_event
 
@@ -150,3 +150,33 @@ def test_over_the_data_api_the_report_reads_every_page(store, tmp_path, capsys, 
     assert all(r.body and r.body["projection"].get("_id") == 1 for r in finds)
     driver = json.loads((tmp_path / "driver" / "episodes.json").read_text())
     assert driver and json.loads((tmp_path / "data_api" / "episodes.json").read_text()) == driver
+
+
+def test_stored_entries_whose_numbers_cannot_be_used_are_left_out_and_counted(store, tmp_path, capsys):
+    # given a judged week in which a hand edit broke three flagged entries' numbers and one insufficient value
+    judge(store, ("coin-a", "coin-b"))
+    flagged = [
+        (doc["_id"], f"anomalies.{signal}.{key}")
+        for doc in store.find({"anomalies": {"$exists": True}})
+        for signal, windows in doc["anomalies"].items()
+        if isinstance(windows, dict)
+        for key, entry in windows.items()
+        if entry["is_anomaly"] is True
+    ]
+    broken = {"q1": None, "upper": "35", "value": True}
+    for (doc_id, path), (name, junk) in zip(flagged, broken.items()):
+        store.update_one({"_id": doc_id}, {"$set": {f"{path}.{name}": junk}})
+    before = len(flagged)
+
+    # when the report covers the week
+    status, out, err = report(capsys, "--out", str(tmp_path))
+
+    # then the three are left out, said in the one-line summary and on the page, and none became a flat window
+    assert (status, err) == (0, "")
+    summary = out.splitlines()[1]
+    assert summary.endswith("; 3 stored entries left out (their numbers cannot be used)")
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert re.search(r'<p class="muted" id="left-out">3 stored entries were left out', html)
+    episodes = json.loads((tmp_path / "episodes.json").read_text())
+    assert not any(e["flat_window"] for e in episodes)
+    assert sum(e["observations"] for e in episodes) == before - 3

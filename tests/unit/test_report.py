@@ -31,6 +31,7 @@ from tests.fakes.episodes_reference import (
     reference_episodes,
     reference_json,
     reference_stored_entries,
+    reference_unusable_count,
 )
 from tests.fakes.examples import examples
 
@@ -173,13 +174,20 @@ def test_without_filters_the_query_matches_every_coin_and_reads_every_window_of_
 SMALL_SIGNALS = ("latest_price", "volume")
 SMALL_PERIODS = (3, 7)
 
+entry_cells = st.tuples(
+    st.sampled_from([-40.0, 0.0, 5.0, 15.0, 20.0, 35.0, 60.0, 500.0]),
+    st.sampled_from([None, 10.0]),
+    st.sampled_from([0.0, 10.0]),  # iqr 0: a flat window
+)
 cells = st.one_of(
     st.none(),  # nothing stored for this window
     st.just("junk"),  # hand-edited: not a sub-document
+    entry_cells,
+    # hand-edited numbers: one of them missing, a string, a boolean, NaN or an object (contract §11)
     st.tuples(
-        st.sampled_from([-40.0, 0.0, 5.0, 15.0, 20.0, 35.0, 60.0, 500.0]),
-        st.sampled_from([None, 10.0]),
-        st.sampled_from([0.0, 10.0]),  # iqr 0: a flat window
+        entry_cells,
+        st.sampled_from(["value", "q1", "q3", "lower", "upper"]),
+        st.sampled_from(["absent", None, "10", True, math.nan, {"$numberDouble": "1"}]),
     ),
 )
 observations = st.lists(
@@ -199,10 +207,19 @@ def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]
             if cell == "junk":
                 anomalies[signal] = "junk" if position % 2 else {f"{period}d": 42}
                 continue
+            corrupt = None
+            if isinstance(cell[0], tuple):
+                cell, *corrupt = cell
             value, q1, iqr = cell
             windows = anomalies.get(signal) if isinstance(anomalies.get(signal), dict) else {}
             anomalies[signal] = windows
-            windows[f"{period}d"] = stored_entry(value, q1, None if q1 is None else q1 + iqr)
+            entry = windows[f"{period}d"] = stored_entry(value, q1, None if q1 is None else q1 + iqr)
+            if corrupt:
+                name, junk = corrupt
+                if junk == "absent":
+                    del entry[name]
+                else:
+                    entry[name] = junk
         documents.append({"coin_id": coin, "timestamp": T0 + timedelta(hours=hour), "anomalies": anomalies})
     return documents
 
@@ -215,12 +232,15 @@ def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(d
     wanted = scope(signals=list(SMALL_SIGNALS), periods=[str(p) for p in periods] if periods else None)
 
     # when they are read and shaped
-    frame = documents_to_entries(iter(documents), wanted).frame
+    stored = documents_to_entries(iter(documents), wanted)
+    frame = stored.frame
     got = episodes_json(build_episodes(frame, LOOKBACK))
 
-    # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
+    # then the frame holds exactly the usable stored entries, the others are counted, and the JSON is the
+    # reference's episodes
     expected_entries = plain_entries(documents, SMALL_SIGNALS, periods)
     assert frame_rows(frame) == plain_rows(expected_entries)
+    assert stored.unusable == reference_unusable_count(documents, SMALL_SIGNALS, periods)
     assert_same_json(got, expected_json(expected_entries))
     json.dumps(got, allow_nan=False)  # valid JSON: no NaN slips through
 
@@ -234,16 +254,48 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
         {"coin_id": "a", "timestamp": "2024-10-20", "anomalies": {"volume": {"7d": good}}},
         {"coin_id": "a", "timestamp": T0, "anomalies": "junk"},
         {"coin_id": "a", "timestamp": T0},
-        {"coin_id": "b", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "q1": "10", "k": math.inf}}}},
+        {"coin_id": "b", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "k": math.inf}}}},
         {"coin_id": "c", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "is_anomaly": 1}, "7days": good}}},
+        {"coin_id": "d", "timestamp": T0, "anomalies": {"volume": {"7d": {**stored_entry(60.0, None, None)}}}},
+        {"coin_id": "e", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "value": 60}}}},
     ]
     # when
-    frame = documents_to_entries(documents, scope(signals=["volume"])).frame
-    # then only b and c give a row, with NaN where the number is not one and NA for a non-boolean flag
+    stored = documents_to_entries(documents, scope(signals=["volume"]))
+    frame = stored.frame
+    # then b, c, d and e give a row, with NaN where k is not a number and NA for a non-boolean or null flag
     assert frame_rows(frame) == plain_rows(plain_entries(documents, ("volume",), None))
-    assert frame["coin_id"].tolist() == ["b", "c"]
-    assert np.isnan(frame["q1"].iloc[0]) and np.isnan(frame["k"].iloc[0])
-    assert frame["is_anomaly"].isna().tolist() == [False, True]
+    assert frame["coin_id"].tolist() == ["b", "c", "d", "e"] and stored.unusable == 0
+    assert np.isnan(frame["k"].iloc[0]) and frame["value"].iloc[3] == 60.0
+    assert frame["is_anomaly"].isna().tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"q1": None},  # a spike above its upper fence with no usable q1: was reported as a flat window
+        {"q1": "10"},
+        {"q3": True},
+        {"lower": math.nan},
+        {"upper": {"$numberDouble": "35"}},
+        {"value": "60"},
+        {"value": None, "is_anomaly": None},  # insufficient, but without its value
+    ],
+    ids=repr,
+)
+def test_an_entry_whose_numbers_cannot_be_used_is_left_out_and_counted(changes):
+    # given a coin's two flagged steps, the second of which has numbers that cannot be used
+    entry = {**stored_entry(60.0, 10.0, 20.0), **changes}
+    documents = [
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(60.0, 10.0, 20.0)}}},
+        {"coin_id": "a", "timestamp": T0 + timedelta(hours=1), "anomalies": {"volume": {"7d": entry}}},
+    ]
+    # when
+    stored = documents_to_entries(documents, scope(signals=["volume"]))
+    counts = report_counts(stored.frame, build_episodes(stored.frame, LOOKBACK), ("volume",), unusable=stored.unusable)
+    got = episodes_json(build_episodes(stored.frame, LOOKBACK))
+    # then only the first step is an episode (severity 2.5: nothing flat), and the other entry is counted aside
+    assert stored.unusable == counts.unusable == 1 and len(stored.frame) == counts.entries == 1
+    assert [(e["observations"], e["peak_severity"], e["flat_window"]) for e in got] == [(1, 2.5, False)]
 
 
 def test_nothing_stored_gives_an_empty_frame_with_the_columns_build_episodes_takes():

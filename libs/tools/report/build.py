@@ -50,12 +50,18 @@ class ReportResult:
         """The one line the command prints under the page's path."""
         counts = self.counts
         period = f"{scope.since:%Y-%m-%d %H:%M} to {scope.as_of:%Y-%m-%d %H:%M} UTC"
+        left_out = (
+            f"; {counts.unusable:,} stored entries left out (their numbers cannot be used)" if counts.unusable else ""
+        )
         if not counts.episodes:
-            return f"nothing flagged from {period} ({counts.entries:,} entries of {counts.coins_read:,} coins read)"
+            return (
+                f"nothing flagged from {period} ({counts.entries:,} entries of {counts.coins_read:,} coins read)"
+                f"{left_out}"
+            )
         return (
             f"{counts.episodes:,} episodes on {counts.coins_with_episodes:,} of {counts.coins_read:,} coins "
             f"({counts.spike_episodes:,} spikes, {counts.dip_episodes:,} dips; {counts.flagged_observations:,} "
-            f"flagged observations) from {period}; worst: {self.top}"
+            f"flagged observations) from {period}; worst: {self.top}{left_out}"
         )
 
 
@@ -156,9 +162,10 @@ def write_report(
     Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
     :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
     """
-    entries = read_entries(reader, scope).frame
+    stored = read_entries(reader, scope)
+    entries = stored.frame
     episodes = build_episodes(entries, settings.latest_lookback_hours)
-    counts = report_counts(entries, episodes, scope.signals)
+    counts = report_counts(entries, episodes, scope.signals, unusable=stored.unusable)
     episodes_file = out_dir / JSON_NAME
     page = out_dir / PAGE_NAME
     with _writing(out_dir):  # after the query: an unreachable store leaves nothing behind

@@ -46,6 +46,10 @@ ENTRY_COLUMNS = (
     "is_anomaly",
 )
 _NUMBERS = ("value", "q1", "q3", "lower", "upper", "k")
+#: The numbers a judged entry (``is_anomaly`` true or false) cannot do without (contract §11).
+_FENCES = ("q1", "q3", "lower", "upper")
+#: The types the fast path converts exactly (what the function writes): anything else goes through ``as_number``.
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
 #: The key of a window's entry under ``anomalies.<signal>``: ``7d`` for 7 days.
 _PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
 #: Documents converted at a time.
@@ -54,10 +58,12 @@ CHUNK_SIZE = 32_768
 
 @dataclass(frozen=True)
 class StoredEntries:
-    """The entries frame (columns :data:`ENTRY_COLUMNS`) and how many documents the query returned."""
+    """The entries frame (columns :data:`ENTRY_COLUMNS`), how many documents the query returned, and how
+    many stored entries were left out because their numbers cannot be used (contract §11)."""
 
     frame: pd.DataFrame
     documents: int
+    unusable: int = 0
 
 
 def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
@@ -94,11 +100,17 @@ def documents_to_entries(documents: Iterable[dict[str, Any]], scope: ReportScope
     """One row per stored entry of the scope's signals (and windows) in ``documents``.
 
     A row is kept for every entry that is a sub-document, whatever its flag
-    (an unflagged or insufficient entry is still a step: it ends an episode).
-    Numbers that are not finite numbers become NaN; ``is_anomaly`` is a
-    nullable boolean (NA where null). Documents without a usable ``coin_id`` or
-    ``timestamp`` add nothing. Windows are those of the scope, or every
-    ``<P>d`` key found when the scope names none.
+    (an unflagged or insufficient entry is still a step: it ends an episode),
+    unless its numbers cannot be used (contract §11): its ``value`` is not a
+    finite number, or it is judged (``is_anomaly`` true or false) and one of
+    ``q1``, ``q3``, ``lower``, ``upper`` is not. Such entries are left out and
+    counted (``unusable``); an insufficient entry (``is_anomaly`` null) needs
+    no fences, as contract §5 writes it with null ones. A number is what
+    contract §2 calls one (int, float, Decimal128; not a boolean); ``k`` that is
+    not one becomes NaN; ``is_anomaly`` is a nullable boolean (NA where null
+    or not a boolean). Documents without a usable ``coin_id`` (a non-empty
+    string the driver could decode) or ``timestamp`` add nothing. Windows are
+    those of the scope, or every ``<P>d`` key found when the scope names none.
     """
     parts: list[dict[str, np.ndarray]] = []
     read = 0
@@ -109,9 +121,16 @@ def documents_to_entries(documents: Iterable[dict[str, Any]], scope: ReportScope
         return StoredEntries(empty_entries(), read)
     columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     flags = columns.pop("is_true"), columns.pop("is_false")
+    judged = flags[0] | flags[1]
+    usable = np.isfinite(columns["value"])
+    for name in _FENCES:
+        usable &= ~judged | np.isfinite(columns[name])
     frame = pd.DataFrame(columns, copy=False)
-    frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~(flags[0] | flags[1]))
-    return StoredEntries(frame[list(ENTRY_COLUMNS)], read)
+    frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~judged)
+    unusable = int(len(usable) - usable.sum())
+    if unusable:
+        frame = frame[usable].reset_index(drop=True)
+    return StoredEntries(frame[list(ENTRY_COLUMNS)], read, unusable)
 
 
 def empty_entries() -> pd.DataFrame:
@@ -147,10 +166,16 @@ def _get(dicts: list[dict[str, Any]], key: str) -> list[Any]:
 
 
 def _floats(values: list[Any]) -> np.ndarray:
-    """Float64 values; NaN for null, non-numbers and non-finite numbers (one C-level pass)."""
+    """Float64 values; NaN for null, non-numbers and non-finite numbers (C-level passes).
+
+    Floats, ints and nulls (all the function writes) take one pass; a column holding anything else (a
+    boolean, a string, a Decimal128) is read value by value as the loader reads signals.
+    """
+    if not _PLAIN_NUMBERS.issuperset(map(type, values)):
+        return np.array([as_number(v) for v in values], dtype=np.float64)
     try:
         column = np.fromiter(map(getattr, values, repeat("real"), repeat(math.nan)), np.float64, len(values))
-    except (OverflowError, TypeError, ValueError):  # an int beyond float range, or an odd ``.real``
+    except OverflowError:  # an int beyond float range
         column = np.array([as_number(v) for v in values], dtype=np.float64)
     column[~np.isfinite(column)] = np.nan
     return column

@@ -274,10 +274,23 @@ def _figures(view: PageView) -> str:
     return "\n".join(figures)
 
 
+def _left_out(counts: ReportCounts) -> str:
+    """The stored entries left out because their numbers cannot be used (contract §11), when there are any."""
+    if not counts.unusable:
+        return ""
+    return (
+        f'<p class="muted" id="left-out">{counts.unusable:,} stored '
+        f"entr{'y was' if counts.unusable == 1 else 'ies were'} left out: a <code>value</code>, or for a judged "
+        "entry a <code>q1</code>, <code>q3</code>, <code>lower</code> or <code>upper</code>, missing or not a "
+        "number. They are in no count, episode or plot of this page.</p>"
+    )
+
+
 def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
     if counts.entries == 0:
+        what = "usable stored entries" if counts.unusable else "stored entries"
         return (
-            '<div class="empty"><strong>No stored entries in this period.</strong> '
+            f'<div class="empty"><strong>No {what} in this period.</strong> '
             f"Nothing the function judged is stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC "
             "for these filters: "
             "check the dates, or whether the function has run for them.</div>"
@@ -331,6 +344,7 @@ def render_page(view: PageView) -> str:
 <section id="counts" class="overview">
 <div class="cards">{_cards(counts, view.episodes)}</div>
 {_by_window(counts.by_window)}
+{_left_out(counts)}
 </section>
 {body}
 </main>
