@@ -14,15 +14,17 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+import bson
 import pytest
 from matplotlib.figure import Figure
 
 import handler
 from libs.cli import main
-from libs.helpers import constants_helper
+from libs.helpers import constants_helper, mongodb_helper
 from libs.helpers.data_api_helper import reset_data_api_reader
 from libs.tools.local.lambda_context import LocalContext
 from libs.tools.loopback.data_api_server import DataApiServer
+from libs.tools.loopback.wire_mongo import WireMongoServer
 from libs.tools.synthetic import synthetic_documents
 from tests.fakes.sqs import sqs_event
 
@@ -180,3 +182,44 @@ def test_stored_entries_whose_numbers_cannot_be_used_are_left_out_and_counted(st
     episodes = json.loads((tmp_path / "episodes.json").read_text())
     assert not any(e["flat_window"] for e in episodes)
     assert sum(e["observations"] for e in episodes) == before - 3
+
+
+def not_utf8(document: dict[str, Any], field: str) -> bytes:
+    """``document`` as BSON whose string ``field`` starts with the byte 0xFF (not UTF-8; same length)."""
+    marker = "X" + document[field][1:]
+    raw = bson.encode({**document, field: marker})
+    assert raw.count(marker.encode()) == 1
+    return raw.replace(marker.encode(), b"\xff" + marker.encode()[1:])
+
+
+def test_documents_whose_coin_id_is_not_utf8_are_skipped_over_a_real_socket(store, tmp_path, capsys, monkeypatch):
+    # given a judged week of two coins, and a wire endpoint serving one coin's documents with an id that is
+    # not valid UTF-8 (the driver decodes it with surrogateescape, as the function reads)
+    judge(store, ("coin-good", "coin-bad"))
+    server = WireMongoServer(store.database.client).__enter__()
+    server.raw_documents.update({doc["_id"]: not_utf8(doc, "coin_id") for doc in store.find({"coin_id": "coin-bad"})})
+    for name, value in {
+        "MONGODB_URI": server.uri,
+        "MONGODB_RSKYCLUSTER_DATABASE": store.database.name,
+        "MONGODB_RSKYCLUSTER_COINGECKO_ONCHAIN_SCORES_COLLECTION": store.name,
+        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    constants_helper.reset_settings()
+    mongodb_helper.reset_client()
+    try:
+        # when the report reads that week through the real driver
+        status, out, err = report(capsys, "--out", str(tmp_path))
+    finally:
+        mongodb_helper.reset_client()
+        constants_helper.reset_settings()
+        server.__exit__(None, None, None)
+
+    # then it succeeds: the undecodable coin's documents were read and skipped, the other coin is reported
+    assert (status, err) == (0, "")
+    episodes = json.loads((tmp_path / "episodes.json").read_text())
+    assert episodes and {e["coin_id"] for e in episodes} == {"coin-good"}
+    assert server.received("find")[0].documents == store.count_documents(
+        {"timestamp": {"$gte": SINCE}, "anomalies": {"$exists": True}}
+    )
+    assert (tmp_path / "index.html").exists()

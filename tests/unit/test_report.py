@@ -251,6 +251,7 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
     documents = [
         {"coin_id": "", "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
         {"coin_id": 7, "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
+        {"coin_id": "a\udcff", "timestamp": T0, "anomalies": {"volume": {"7d": good}}},  # not UTF-8 when stored
         {"coin_id": "a", "timestamp": "2024-10-20", "anomalies": {"volume": {"7d": good}}},
         {"coin_id": "a", "timestamp": T0, "anomalies": "junk"},
         {"coin_id": "a", "timestamp": T0},

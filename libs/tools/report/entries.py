@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
-from libs.models.history import as_number
+from libs.models.history import as_number, decodable
 from libs.tools.report.scope import ReportScope
 
 #: Columns of the entries frame, in this order.
@@ -182,12 +182,18 @@ def _floats(values: list[Any]) -> np.ndarray:
 
 
 def _usable(chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions of documents with a non-empty string coin_id and a date timestamp, their ids and stamps."""
+    """Positions of documents with a usable coin_id and a date timestamp, their ids and stamps.
+
+    A usable coin id is a non-empty string the driver could decode (contract §2): one holding a lone
+    surrogate (bytes that were not UTF-8) could not even be sent back in the plot's query.
+    """
     coins = _get(chunk, "coin_id")
     stamps = _get(chunk, "timestamp")
     usable = np.fromiter(map(isinstance, coins, repeat(str)), dtype=bool, count=len(chunk))
     usable &= np.fromiter(map(isinstance, stamps, repeat(datetime)), dtype=bool, count=len(chunk))
     usable &= np.fromiter(map(bool, coins), dtype=bool, count=len(chunk))
+    strings = np.flatnonzero(usable)
+    usable[strings] = np.fromiter(map(decodable, compress(coins, usable)), dtype=bool, count=len(strings))
     rows = np.flatnonzero(usable)
     coin_ids = np.fromiter(compress(coins, usable), dtype=object, count=len(rows))
     times = pd.to_datetime(np.fromiter(compress(stamps, usable), dtype=object, count=len(rows)), utc=True)
