@@ -113,15 +113,34 @@ def _request_template(args: argparse.Namespace) -> dict[str, Any]:
     return template
 
 
+#: How ``--coins-file`` is read, for ``--help`` and the docs.
+COINS_FILE_FORMAT = (
+    "UTF-8 text, one coin id a line; '#' starts a comment anywhere on a line, spaces around an id, "
+    "blank lines and a byte-order mark are ignored"
+)
+
+
+def read_coins_file(path: str) -> list[str]:
+    """The coin ids of a ``--coins-file`` (see :data:`COINS_FILE_FORMAT`), in file order.
+
+    Raises :class:`AnomalyServiceError` naming the file when it cannot be read or is not UTF-8 text.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise AnomalyServiceError(f"cannot read --coins-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise AnomalyServiceError(f"cannot read --coins-file {path}: line {line} is not UTF-8 text") from None
+    ids = (line.partition("#")[0].strip() for line in text.splitlines())
+    return [coin for coin in ids if coin]
+
+
 def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.coins:
         return _comma_list(args.coins) or [], "--coins"
     if args.coins_file:
-        try:
-            lines = Path(args.coins_file).read_text().splitlines()
-        except OSError as exc:
-            raise AnomalyServiceError(f"cannot read --coins-file {args.coins_file}: {exc.strerror}") from None
-        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")], args.coins_file
+        return read_coins_file(args.coins_file), args.coins_file
     from libs.helpers.mongodb_helper import distinct_coin_ids
 
     return distinct_coin_ids(), "the store"
@@ -352,7 +371,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
     coins = enqueue.add_mutually_exclusive_group()
     coins.add_argument("--coins", help="comma-separated coin ids (default: every coin in the store)")
-    coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    coins.add_argument("--coins-file", help=f"a file of coin ids: {COINS_FILE_FORMAT}")
     enqueue.add_argument(
         "--coins-per-message", type=_positive, default=100, help="at most this many coins a message (default 100)"
     )
@@ -393,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the analysts' page: ranked anomaly episodes of a period")
     report_coins = report.add_mutually_exclusive_group()
     report_coins.add_argument("--coins", help="comma-separated coin ids (default: every coin)")
-    report_coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    report_coins.add_argument("--coins-file", help=f"a file of coin ids: {COINS_FILE_FORMAT}")
     report.add_argument("--since", help="ISO-8601 date or datetime (default: --as-of minus 7 days)")
     report.add_argument("--as-of", dest="as_of", help="ISO-8601 date (its end) or datetime (default: now)")
     report.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)} (default: all)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -18,17 +18,13 @@ import bson
 import pytest
 from matplotlib.figure import Figure
 
-import handler
 from libs.cli import main
 from libs.helpers import constants_helper, mongodb_helper
 from libs.helpers.data_api_helper import reset_data_api_reader
-from libs.tools.local.lambda_context import LocalContext
 from libs.tools.loopback.data_api_server import DataApiServer
 from libs.tools.loopback.wire_mongo import WireMongoServer
-from libs.tools.synthetic import synthetic_documents
-from tests.fakes.sqs import sqs_event
+from tests.fakes.judged_store import END, judge_coins
 
-END = datetime(2024, 11, 1)
 SINCE = END - timedelta(days=7)
 #: Coin ids of contract §3 that matplotlib, HTML or a file name could read as something else.
 HOSTILE_COINS = (
@@ -42,17 +38,6 @@ HOSTILE_COINS = (
     "../../etc/passwd",
     "$" * 256,
 )
-
-
-def judge(store: Any, coin_ids: tuple[str, ...], *, coins: int | None = None, days: int = 20) -> None:
-    """Seed synthetic coins renamed to ``coin_ids`` and let the real handler judge their last week."""
-    documents, _ = synthetic_documents(coins=coins or len(coin_ids), days=days, per_day=4, end=END, seed=5)
-    names = dict(zip(sorted({d["coin_id"] for d in documents}), coin_ids))
-    for document in documents:
-        document["coin_id"] = names[document["coin_id"]]
-    store.insert_many(documents)
-    body = {"coin_ids": list(coin_ids), "since": SINCE.isoformat(), "as_of": END.isoformat()}
-    assert handler.handler(sqs_event(body), LocalContext()) == {"batchItemFailures": []}
 
 
 def report(capsys, *arguments: str) -> tuple[int, str, str]:
@@ -79,7 +64,7 @@ def titles(monkeypatch) -> list[tuple[str, bool]]:
 
 def test_any_coin_id_is_reported_and_shown_as_it_is(store, tmp_path, capsys, titles):
     # given judged coins whose ids hold math-text dollars, markup, tabs, slashes and other scripts
-    judge(store, HOSTILE_COINS)
+    judge_coins(store, HOSTILE_COINS)
 
     # when the report covers their judged week
     status, out, err = report(capsys, "--out", str(tmp_path))
@@ -102,7 +87,7 @@ def test_any_coin_id_is_reported_and_shown_as_it_is(store, tmp_path, capsys, tit
 
 def test_the_plot_command_titles_any_coin_id_literally(store, tmp_path, capsys, titles):
     # given a judged coin whose id is math text to matplotlib
-    judge(store, ("$_$",))
+    judge_coins(store, ("$_$",))
     capsys.readouterr()
 
     # when it is plotted on its own
@@ -138,7 +123,7 @@ def data_api(store, monkeypatch):
 def test_over_the_data_api_the_report_reads_every_page(store, tmp_path, capsys, data_api):
     # given a judged week of 6 coins (6 × 29 judged documents), and the report over the driver
     server, switch = data_api
-    judge(store, tuple(f"coin-{i}" for i in range(6)))
+    judge_coins(store, tuple(f"coin-{i}" for i in range(6)))
     assert report(capsys, "--out", str(tmp_path / "driver"))[0] == 0
 
     # when the same report reads through the Data API, 50 documents a page
@@ -156,7 +141,7 @@ def test_over_the_data_api_the_report_reads_every_page(store, tmp_path, capsys, 
 
 def test_stored_entries_whose_numbers_cannot_be_used_are_left_out_and_counted(store, tmp_path, capsys):
     # given a judged week in which a hand edit broke three flagged entries' numbers and one insufficient value
-    judge(store, ("coin-a", "coin-b"))
+    judge_coins(store, ("coin-a", "coin-b"))
     flagged = [
         (doc["_id"], f"anomalies.{signal}.{key}")
         for doc in store.find({"anomalies": {"$exists": True}})
@@ -195,7 +180,7 @@ def not_utf8(document: dict[str, Any], field: str) -> bytes:
 def test_documents_whose_coin_id_is_not_utf8_are_skipped_over_a_real_socket(store, tmp_path, capsys, monkeypatch):
     # given a judged week of two coins, and a wire endpoint serving one coin's documents with an id that is
     # not valid UTF-8 (the driver decodes it with surrogateescape, as the function reads)
-    judge(store, ("coin-good", "coin-bad"))
+    judge_coins(store, ("coin-good", "coin-bad"))
     server = WireMongoServer(store.database.client).__enter__()
     server.raw_documents.update({doc["_id"]: not_utf8(doc, "coin_id") for doc in store.find({"coin_id": "coin-bad"})})
     for name, value in {

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from libs.errors import AnomalyServiceError, InvalidRequest
 from libs.helpers.constants_helper import MAX_PERIOD_DAYS, SIGNALS
-from libs.request import parse_moment
+from libs.models.history import decodable
+from libs.request import MAX_COIN_ID_CHARS, parse_moment
 
 #: ``since`` when it is not given: a week before ``as_of`` (contract §11).
 DEFAULT_DAYS = 7
@@ -113,6 +114,13 @@ def report_scope(
         coins = tuple(dict.fromkeys(c for c in coin_ids if c))
         if not coins:
             raise ReportArgumentError("--coins / --coins-file: no coin ids given")
+        for coin in coins:
+            if len(coin) > MAX_COIN_ID_CHARS:
+                raise ReportArgumentError(
+                    f"--coins / --coins-file: {coin[:40]!r}… is longer than {MAX_COIN_ID_CHARS} characters"
+                )
+            if not decodable(coin):  # bytes on the command line that were not UTF-8
+                raise ReportArgumentError(f"--coins / --coins-file: {coin!r} is not UTF-8 text")
     return ReportScope(
         since=start, as_of=end, coin_ids=coins, signals=_signals(signals), periods_days=_periods(periods)
     )
