@@ -231,8 +231,10 @@ def _report(args: argparse.Namespace) -> int:
     from libs.helpers.mongodb_helper import get_collection, get_reader
     from libs.processor import utc_now
     from libs.tools.report.build import write_report
-    from libs.tools.report.scope import report_scope
+    from libs.tools.report.scope import ReportArgumentError, report_scope
 
+    if not args.out:  # '' would be the current directory: refuse rather than write (and replace) there
+        raise ReportArgumentError("--out is empty: name the report's directory, e.g. --out out/report")
     now = utc_now()
     scope = report_scope(
         now=now,

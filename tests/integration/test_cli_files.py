@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from libs.cli import main, read_coins_file
 from libs.errors import AnomalyServiceError
 from libs.tools.local.sqs_endpoint import peek_messages
-from tests.fakes.judged_store import END
+from tests.fakes.judged_store import END, judge_coins
 
 SINCE = END - timedelta(days=7)
 
@@ -77,3 +78,111 @@ def report(capsys, out: str, *arguments: str) -> tuple[int, str, str]:
 
 def tree(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def judged(store):
+    judge_coins(store, ("coin-a", "coin-b", "coin-c"))
+    return store
+
+
+def user_files(directory: Path) -> dict[str, bytes]:
+    """Files of the user's that happen to be where the report goes, one named like an old picture."""
+    files = {"notes.txt": b"mine", "plots/chart.png": b"my chart", "plots/01-mine.png": b"not a report's"}
+    for name, content in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(content)
+    return files
+
+
+def test_an_empty_out_is_refused_and_the_current_directory_untouched(judged, tmp_path, capsys, monkeypatch):
+    # given a current directory holding pictures named like a report's
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "01-coin-a-volume-7d.png").write_bytes(b"a picture of mine")
+    before = tree(tmp_path)
+
+    # when the report is asked to write to ''
+    status, out, err = report(capsys, "")
+
+    # then it refuses, naming the argument, and writes or deletes nothing
+    assert (
+        status == 2
+        and out == ""
+        and err == "error: --out is empty: name the report's directory, e.g. --out out/report\n"
+    )
+    assert tree(tmp_path) == before
+
+
+def test_a_report_replaces_an_earlier_one_and_leaves_the_users_files(judged, tmp_path, capsys):
+    # given an earlier report (of a narrower period) in a directory that also holds the user's files
+    target = tmp_path / "report"
+    assert report(capsys, str(target), "--coins", "coin-a")[0] == 0
+    earlier = tree(target)
+    mine = user_files(target)
+
+    # when a new report goes to the same directory
+    status, out, err = report(capsys, str(target))
+
+    # then it replaced the earlier report's files and pictures, kept the user's, and left nothing temporary
+    assert (status, err) == (0, "")
+    now = tree(target)
+    assert {name: now[name] for name in mine} == mine
+    # (the pictures are exactly the ten the new page names: none of the earlier report's is left over)
+    pictures = set(re.findall(r"<code>(plots/[^<]+)</code>", now["index.html"].decode()))
+    assert len(pictures) == 10 and set(now) - set(mine) == {"episodes.json", "index.html"} | pictures
+    assert now["episodes.json"] != earlier["episodes.json"]
+    assert not list(target.glob(".report-partial-*")) and not list(tmp_path.glob(".report-partial-*"))
+
+
+class Failing:
+    """``plot_signal`` failing on its fourth picture, as a full disk or a store gone mid-report would."""
+
+    def __init__(self, error: Exception) -> None:
+        from libs.tools.report import build
+
+        self.calls, self.error, self.plot_signal = 0, error, build.plot_signal
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 4:
+            raise self.error
+        return self.plot_signal(*args, **kwargs)
+
+
+FAILURES = {
+    "disk-full": (OSError(28, "No space left on device", "x.png"), "error: --out {out}: cannot write the report"),
+    "store-gone": (None, "error: reading coin"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
+@pytest.mark.parametrize("earlier", [False, True], ids=["new-directory", "over-an-earlier-report"])
+def test_a_report_that_fails_midway_leaves_no_half_written_report(
+    judged, tmp_path, capsys, monkeypatch, failure, earlier
+):
+    from libs.errors import StoreUnavailable
+    from libs.tools.report import build
+
+    # given a target that does not exist yet (under a parent that does not either), or holds an earlier
+    # report and the user's files
+    target = tmp_path / "reports" / "week"
+    before: dict[str, bytes] = {}
+    if earlier:
+        assert report(capsys, str(target), "--coins", "coin-a")[0] == 0
+        user_files(target)
+        before = tree(target)
+    error, message = FAILURES[failure]
+    monkeypatch.setattr(build, "plot_signal", Failing(error or StoreUnavailable("reading coin 'coin-b' failed")))
+
+    # when the report fails on its fourth picture
+    status, out, err = report(capsys, str(target))
+
+    # then it says so on one line and exits 2, and what was there before is exactly what is there now
+    assert status == 2 and out == "" and err.startswith(message.format(out=target)) and err.count("\n") == 1
+    if earlier:
+        assert tree(target) == before
+        assert not list(target.glob(".report-partial-*"))
+    else:
+        assert not (tmp_path / "reports").exists()
+    assert list(tmp_path.iterdir()) == ([tmp_path / "reports"] if earlier else [])
