@@ -179,20 +179,21 @@ def _poll(args: argparse.Namespace) -> int:
 
     queue = load_queue_settings(stage=args.stage, params=dict(args.param))
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
-    poller = Poller(
-        client,
-        args.queue_url,
-        batch_size=args.batch_size or queue.batch_size,
-        batching_window_seconds=queue.maximum_batching_window_seconds,
-        wait_seconds=args.wait_seconds,
-        function_timeout_ms=queue.function_timeout_ms,
-    )
-    try:
-        with _function_log_level(args.verbose):
+    # the function's log and EMF metric lines go to stderr: stdout holds the poller's own report
+    with _function_output_to_stderr(), _function_log_level(args.verbose):
+        poller = Poller(
+            client,
+            args.queue_url,
+            batch_size=args.batch_size or queue.batch_size,
+            batching_window_seconds=queue.maximum_batching_window_seconds,
+            wait_seconds=args.wait_seconds,
+            function_timeout_ms=queue.function_timeout_ms,
+        )
+        try:
             stats = poller.run(until_empty=args.until_empty, max_seconds=args.max_seconds)
-    except KeyboardInterrupt:
-        stats = poller.stats
-        stats.stopped = "interrupted"
+        except KeyboardInterrupt:
+            stats = poller.stats
+            stats.stopped = "interrupted"
     print(
         f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
         f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
