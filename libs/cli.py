@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from libs.errors import AnomalyServiceError
 from libs.tools.local.lambda_context import LocalContext
@@ -25,7 +26,12 @@ Command = Callable[[argparse.Namespace], int]
 def _invoke(args: argparse.Namespace) -> int:
     from libs.tools.local.function import load_handler
 
-    event = json.loads(Path(args.event).read_text())
+    try:
+        event = json.loads(Path(args.event).read_bytes())
+    except OSError as exc:
+        raise AnomalyServiceError(f"cannot read {args.event}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise AnomalyServiceError(f"{args.event} is not JSON: {exc}") from None
     with _function_output_to_stderr():
         response = load_handler()(event, LocalContext(timeout_ms=args.timeout_ms))
     print(json.dumps(response, indent=2))
@@ -72,8 +78,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.embedded:
-        print("demo runs on the embedded store only: set MONGODB_URI=mongomock://", file=sys.stderr)
-        return 2
+        raise AnomalyServiceError("demo runs on the embedded store only: set MONGODB_URI=mongomock://")
+    _writable_directory(Path(args.out_dir), "--out-dir")
     options = DemoOptions(
         coins=args.coins,
         days=args.days,
@@ -87,6 +93,32 @@ def _demo(args: argparse.Namespace) -> int:
     report = run_demo(options, get_collection(settings), settings, progress=ProgressLine())
     print(format_report(report))
     return 0 if report.accounted else 1
+
+
+def _writable_directory(directory: Path, option: str) -> None:
+    """Create ``directory`` if needed and check that a file can be written there (a clear error if not)."""
+    import tempfile
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise AnomalyServiceError(f"{option} {directory}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _coin_argument(coin: str) -> str:
+    """A coin id typed on the command line, as contract §3 allows one (argparse type of ``--coin``)."""
+    from libs.models.history import decodable
+    from libs.request import MAX_COIN_ID_CHARS
+
+    if not coin:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(coin) > MAX_COIN_ID_CHARS:
+        raise argparse.ArgumentTypeError(f"is longer than {MAX_COIN_ID_CHARS} characters")
+    if not decodable(coin):
+        raise argparse.ArgumentTypeError(f"{coin!r} is not UTF-8 text")
+    return coin
 
 
 def _comma_list(text: str | None) -> list[str] | None:
@@ -223,6 +255,8 @@ def _plot(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        raise AnomalyServiceError(f"--out {args.out}: cannot write the plot there: {exc.strerror or exc}") from None
     print(f"wrote {summary.path}: {summary.points} observations of {summary.signal}, {summary.flagged} flagged")
     return 0
 
@@ -306,6 +340,47 @@ def _param(text: str) -> tuple[str, str]:
     return name, value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with contract §8's answer to a bad argument: one ``error: …`` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+#: SQS's longest visibility timeout (12 hours).
+MAX_VISIBILITY_TIMEOUT_S = 43_200
+
+
+def _visibility_timeout(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_VISIBILITY_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_VISIBILITY_TIMEOUT_S} seconds (SQS's limit), got {value}"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 0 to 65535, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -316,7 +391,7 @@ def _positive(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from libs.helpers.constants_helper import SIGNALS
 
-    parser = argparse.ArgumentParser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -329,7 +404,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--coins-per-message", type=_positive, default=10, help="coins per request message (default 10)")
     demo.add_argument(
         "--visibility-timeout",
-        type=_positive,
+        type=_visibility_timeout,
         default=1,
         help="the queue's visibility timeout in seconds, shortened so redrive takes seconds (default 1)",
     )
@@ -344,11 +419,11 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--timeout-ms", type=int, default=120_000, help="the function timeout to count down from")
     invoke.set_defaults(run=_invoke)
 
-    queue = argparse.ArgumentParser(add_help=False)
+    queue = _Parser(add_help=False)
     queue.add_argument("--queue-url", required=True, help="the request queue's URL")
     queue.add_argument("--endpoint-url", help="the SQS endpoint, e.g. http://127.0.0.1:PORT for a local one")
 
-    serverless = argparse.ArgumentParser(add_help=False)
+    serverless = _Parser(add_help=False)
     serverless.add_argument("--stage", help="the serverless stage whose settings apply (default dev)")
     serverless.add_argument(
         "--param",
@@ -364,11 +439,13 @@ def _parser() -> argparse.ArgumentParser:
         parents=[serverless],
         help="serve a local SQS with the queue and DLQ of serverless.yml until Ctrl-C",
     )
-    local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    local_queue.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
     local_queue.add_argument(
-        "--visibility-timeout", type=_positive, help="seconds; default factor x function timeout as declared (720)"
+        "--visibility-timeout",
+        type=_visibility_timeout,
+        help="seconds; default factor x function timeout as declared (720)",
     )
-    local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    local_queue.add_argument("--serve-seconds", type=_seconds, help="stop after this long (default: until Ctrl-C)")
     local_queue.set_defaults(run=_local_queue)
 
     enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
@@ -382,7 +459,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--periods", help="comma-separated window lengths in days, e.g. 3,7,30")
     enqueue.add_argument("--as-of", dest="as_of", help="ISO-8601 date or datetime")
     enqueue.add_argument("--since", help="ISO-8601 date or datetime: range mode (a backfill)")
-    enqueue.add_argument("--deviation-limit", type=float, help="k of the Tukey fences")
+    enqueue.add_argument("--deviation-limit", type=_finite, help="k of the Tukey fences")
     enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
     enqueue.set_defaults(run=_enqueue)
 
@@ -401,12 +478,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="0-20",
         help="long-poll wait per receive (default 1)",
     )
-    poll.add_argument("--max-seconds", type=float, help="stop after this long")
+    poll.add_argument("--max-seconds", type=_seconds, help="stop after this long")
     poll.add_argument("--verbose", action="store_true", help="show the function's INFO log lines")
     poll.set_defaults(run=_poll)
 
     plot = commands.add_parser("plot", help="a coin's signal over time with its IQR fences and flagged points")
-    plot.add_argument("--coin", required=True, help="coin id")
+    plot.add_argument("--coin", required=True, type=_coin_argument, help="coin id")
     plot.add_argument("--signal", required=True, choices=SIGNALS)
     plot.add_argument("--period", type=_positive, default=7, help="window length in days (default 7)")
     plot.add_argument("--out", required=True, help="PNG file to write")
@@ -435,12 +512,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for a configuration, request or store error)."""
+    """Run one command; returns its exit status (2 for a configuration, request, store or queue error)."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
     except AnomalyServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        # any command's SQS (or SNS) call: an unreachable endpoint, a missing queue, no credentials
+        from libs.tools.local.sqs_endpoint import describe_aws_error
+
+        message = describe_aws_error(
+            exc, endpoint_url=getattr(args, "endpoint_url", None), queue_url=getattr(args, "queue_url", None)
+        )
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

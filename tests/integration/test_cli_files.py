@@ -186,3 +186,19 @@ def test_a_report_that_fails_midway_leaves_no_half_written_report(
     else:
         assert not (tmp_path / "reports").exists()
     assert list(tmp_path.iterdir()) == ([tmp_path / "reports"] if earlier else [])
+
+
+def test_a_plot_that_cannot_be_written_is_named(judged, tmp_path, capsys):
+    # given --out under a regular file
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    capsys.readouterr()
+
+    # when a coin with data is plotted there
+    status = main(["plot", "--coin", "coin-a", "--signal", "volume", "--out", str(blocker / "a.png")])
+
+    # then one line names the argument, and the file in the way is untouched
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith(f"error: --out {blocker / 'a.png'}: cannot write the plot there: ")
+    assert err.count("\n") == 1
+    assert blocker.read_text() == "in the way"
