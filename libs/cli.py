@@ -314,11 +314,26 @@ def _redrive(args: argparse.Namespace) -> int:
     from libs.tools.local.redrive import redrive
     from libs.tools.local.sqs_endpoint import sqs_client
 
-    report = redrive(sqs_client(args.endpoint_url, queue_url=args.queue_url), args.queue_url, dry_run=args.dry_run)
-    for letter in report.listed:
-        print(f"{letter.message_id}  receives={letter.receive_count}  {letter.preview}")
+    client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
+    report = redrive(client, args.queue_url, dry_run=args.dry_run)
     if report.dry_run:
-        print(f"{len(report.listed)} messages in {report.dlq_url}; nothing moved (--dry-run)")
+        print(f"{report.dlq_url} reports {report.reported} messages waiting")
+        for letter in report.listed:
+            print(f"{letter.message_id}  receives={letter.receive_count}  {letter.preview}")
+        print(f"listed {len(report.listed)} of the {report.reported} reported; nothing moved (--dry-run)")
+        if len(report.listed) < report.reported:
+            print(f"the listing ended because {report.stopped}")
+        if report.fifo:
+            print(
+                "a FIFO queue: while a message group's first message is held, its later ones stay hidden, "
+                "so only the first of each group can be listed without moving it"
+            )
+        if report.not_restored:
+            print(
+                f"{report.not_restored} listed messages could not be made visible again at once: they come back "
+                "when their lease ends",
+                file=sys.stderr,
+            )
         return 0
     print(f"moved {report.moved} messages from {report.dlq_url} to {report.queue_url}")
     if report.returned:
@@ -328,6 +343,12 @@ def _redrive(args: argparse.Namespace) -> int:
     for message_id, reason in report.not_deleted:
         print(
             f"moved but not deleted from the DLQ (a later redrive moves it again): {message_id}: {reason}",
+            file=sys.stderr,
+        )
+    if report.left:
+        print(
+            f"the DLQ still counts {report.left} more messages it did not hand over (received by another reader, "
+            "delayed, or its approximate count not yet settled): run redrive again to move any that wait",
             file=sys.stderr,
         )
     return 0 if report.complete else 1
