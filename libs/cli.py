@@ -226,6 +226,14 @@ def _poll(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             stats = poller.stats
             stats.stopped = "interrupted"
+        except Exception:
+            if poller.stats.batches:  # the queue failed midway: say what was done before the error line
+                stats = poller.stats
+                print(
+                    f"{stats.batches} batches, {stats.received} deliveries before the queue failed: "
+                    f"{stats.succeeded} processed and deleted, {stats.failed} failed"
+                )
+            raise
     print(
         f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
         f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
@@ -537,6 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except AnomalyServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -296,3 +296,39 @@ def test_every_command_of_the_cli_has_its_entry():
     parser = _parser()
     [commands] = [action for action in parser._actions if action.dest == "command"]
     assert set(commands.choices) == set(COMMANDS)
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly(places):
+    # given a command whose output goes into a pipe nobody reads any more (as with `| head -1` once head is done)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "MONGODB_URI": "mongomock://"}
+
+    # when it prints its answer
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "libs.cli", "invoke", str(REPO / "events" / "batch-with-invalid.json")],
+            cwd=REPO,
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+    # then it stops without a traceback (exit 1: its output was not all delivered)
+    assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 1
+
+
+def test_an_interrupted_command_says_so_on_one_line(monkeypatch, capsys):
+    from libs import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_ensure_indexes", interrupted)
+
+    assert cli.main(["ensure-indexes"]) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
