@@ -71,7 +71,6 @@ UNREACHABLE_STORE = {
 #: Configuration every reading command must refuse, naming the variable.
 BAD_CONFIG = (
     ("uri-garbage", {"MONGODB_URI": "garbage"}, "MONGODB_URI"),
-    ("no-store-configured", {"MONGODB_URI": ""}, "MONGODB_"),
     ("periods-x", {"ANOMALY_PERIODS": "x"}, "ANOMALY_PERIODS"),
 )
 QUEUE = ("--queue-url", "{queue}", "--endpoint-url", "{endpoint}")
@@ -165,6 +164,7 @@ COMMANDS: dict[str, Command] = {
             case("empty-out", "report", "--out", "", says="--out is empty"),
             case("out-under-a-file", "report", "--out", "{file}/r", says="--out {file}/r: cannot write"),
             case("out-is-a-file", "report", "--out", "{file}", says="--out {file}: cannot write"),
+            case("no-store-configured", "report", "--out", "{tmp}/r", env={"MONGODB_URI": ""}, says="MONGODB_"),
             case("data-api-unconfigured", "report", "--out", "{tmp}/r", env={"MONGODB_READ_BACKEND": "data_api"}),
             case("data-api-unreachable", "report", "--out", "{tmp}/r", env=DATA_API_UNREACHABLE, says="Data API"),
         ),
@@ -271,7 +271,7 @@ def outcomes(places) -> dict[str, Outcome]:
         done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, timeout=60)
         return Outcome(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=6) as pool:
         return dict(zip((case.id for case in CASES), pool.map(run, CASES)))
 
 
