@@ -370,14 +370,15 @@ def test_counts_agree_with_counting_by_hand():
 
 def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
     wanted = scope(since="2024-10-19", as_of="2024-10-27")
-    frame = documents_to_entries(documents, wanted).frame
+    stored = documents_to_entries(documents, wanted)
+    frame = stored.frame
     episodes = build_episodes(frame, LOOKBACK)
     view = PageView(
         scope=wanted,
         generated_at=NOW,
         lookback_hours=LOOKBACK,
         source="risk.scores",
-        counts=report_counts(frame, episodes, wanted.signals),
+        counts=report_counts(frame, episodes, wanted.signals, unusable=stored.unusable),
         episodes=episodes,
         plots=tuple(Plot(rank, "data:image/png;base64,AAAA", f"{rank:02d}.png") for rank in range(1, plots + 1)),
     )
@@ -421,7 +422,12 @@ def test_an_empty_period_says_so():
 
     quiet = [{"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(15.0, 10.0, 20.0)}}}]
     html, _ = page_of(quiet)
-    assert "Nothing flagged" in html and 'id="episodes"' not in html
+    assert "Nothing flagged" in html and 'id="episodes"' not in html and 'id="left-out"' not in html
+
+    broken = [{"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": {"is_anomaly": True, "value": 9}}}}]
+    html, _ = page_of(broken)
+    assert "No usable stored entries in this period" in html
+    assert '<p class="muted" id="left-out">1 stored entry was left out' in html
 
 
 @pytest.mark.parametrize(

@@ -287,10 +287,15 @@ def _left_out(counts: ReportCounts) -> str:
 
 
 def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
-    if counts.entries == 0:
-        what = "usable stored entries" if counts.unusable else "stored entries"
+    if counts.entries == 0 and counts.unusable:
         return (
-            f'<div class="empty"><strong>No {what} in this period.</strong> '
+            '<div class="empty"><strong>No usable stored entries in this period.</strong> '
+            f"Every entry stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC for these filters has "
+            "numbers that cannot be used (above): check what wrote them.</div>"
+        )
+    if counts.entries == 0:
+        return (
+            '<div class="empty"><strong>No stored entries in this period.</strong> '
             f"Nothing the function judged is stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC "
             "for these filters: "
             "check the dates, or whether the function has run for them.</div>"
