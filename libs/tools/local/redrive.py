@@ -59,6 +59,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,9 +250,10 @@ def _move_all(client: Any, report: RedriveReport, *, wait_seconds: int) -> None:
                 elif message_id not in kept:
                     fresh.append(message)
             if fresh:
+                refused, undeleted = len(report.not_sent), len(report.not_deleted)
                 _move(client, report, fresh, sent_ids, copied)
-                kept.update(message_id for message_id, _ in report.not_sent)
-                kept.update(message_id for message_id, _ in report.not_deleted)
+                kept.update(message_id for message_id, _ in report.not_sent[refused:])
+                kept.update(message_id for message_id, _ in report.not_deleted[undeleted:])
             continue
         counts = queue_counts(client, report.dlq_url)
         beyond = counts.visible + counts.in_flight + counts.delayed - len(kept)
@@ -348,6 +350,8 @@ class _Listing:
         self._lease_seconds = lease_seconds
         self._clock = clock
         self._held: dict[str, _Held] = {}
+        #: (when leased, message id), oldest first: renewing is a look at the left end, however many are held
+        self._by_lease: deque[tuple[float, str]] = deque()
 
     def run(self) -> None:
         try:
@@ -389,6 +393,7 @@ class _Listing:
                     )
                 # a message seen again is held by its newest receipt handle (the only one SQS still takes)
                 self._held[message_id] = _Held(message["ReceiptHandle"], now)
+                self._by_lease.append((now, message_id))
             if not new:
                 report.stopped = "messages already listed came back into view (their lease could not be renewed)"
                 return
@@ -396,7 +401,12 @@ class _Listing:
     def _renew(self) -> None:
         """Extend the lease of every held message past half of it, so none comes back while the listing runs."""
         now = self._clock()
-        due = [(i, h) for i, h in self._held.items() if now - h.leased_at >= self._lease_seconds / 2]
+        due: list[tuple[str, _Held]] = []
+        while self._by_lease and now - self._by_lease[0][0] >= self._lease_seconds / 2:
+            leased_at, message_id = self._by_lease.popleft()
+            held = self._held[message_id]
+            if held.leased_at == leased_at:  # else it was received or renewed again since: a later entry has it
+                due.append((message_id, held))
         for start in range(0, len(due), BATCH):
             chunk = due[start : start + BATCH]
             answer = self._client.change_message_visibility_batch(
@@ -407,7 +417,9 @@ class _Listing:
                 ],
             )
             for done in answer.get("Successful", []):
-                chunk[int(done["Id"])][1].leased_at = now
+                message_id, held = chunk[int(done["Id"])]
+                held.leased_at = now
+                self._by_lease.append((now, message_id))
             # a renewal SQS refused: the message comes back into view, is received again and not listed twice
 
     def _restore(self) -> None:
