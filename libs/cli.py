@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from libs.errors import AnomalyServiceError
 from libs.tools.local.lambda_context import LocalContext
@@ -23,7 +24,12 @@ from libs.tools.local.lambda_context import LocalContext
 def _invoke(args: argparse.Namespace) -> int:
     from libs.tools.local.function import load_handler
 
-    event = json.loads(Path(args.event).read_text())
+    try:
+        event = json.loads(Path(args.event).read_bytes())
+    except OSError as exc:
+        raise AnomalyServiceError(f"cannot read {args.event}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise AnomalyServiceError(f"{args.event} is not JSON: {exc}") from None
     with _function_output_to_stderr():
         response = load_handler()(event, LocalContext(timeout_ms=args.timeout_ms))
     print(json.dumps(response, indent=2))
@@ -70,8 +76,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.embedded:
-        print("demo runs on the embedded store only: set MONGODB_URI=mongomock://", file=sys.stderr)
-        return 2
+        raise AnomalyServiceError("demo runs on the embedded store only: set MONGODB_URI=mongomock://")
+    _writable_directory(Path(args.out_dir), "--out-dir")
     options = DemoOptions(
         coins=args.coins,
         days=args.days,
@@ -86,6 +92,27 @@ def _demo(args: argparse.Namespace) -> int:
     report = run_demo(options, get_collection(settings), settings, progress=ProgressLine())
     print(format_report(report))
     return 0 if report.accounted else 1
+
+
+def _writable_directory(directory: Path, option: str) -> None:
+    """Create ``directory`` if needed and check that a file can be written there (a clear error if not)."""
+    import tempfile
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise AnomalyServiceError(f"{option} {directory}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _coin_argument(coin: str) -> str:
+    """A coin id typed on the command line, as contract §3 allows one (argparse type of ``--coin``)."""
+    from libs.request import coin_id_problem
+
+    if (problem := coin_id_problem(coin)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return coin
 
 
 def _comma_list(text: str | None) -> list[str] | None:
@@ -113,15 +140,34 @@ def _request_template(args: argparse.Namespace) -> dict[str, Any]:
     return template
 
 
+#: How ``--coins-file`` is read, for ``--help`` and the docs.
+COINS_FILE_FORMAT = (
+    "UTF-8 text, one coin id a line; '#' starts a comment anywhere on a line, spaces around an id, "
+    "blank lines and a byte-order mark are ignored"
+)
+
+
+def read_coins_file(path: str) -> list[str]:
+    """The coin ids of a ``--coins-file`` (see :data:`COINS_FILE_FORMAT`), in file order.
+
+    Raises :class:`AnomalyServiceError` naming the file when it cannot be read or is not UTF-8 text.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise AnomalyServiceError(f"cannot read --coins-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise AnomalyServiceError(f"cannot read --coins-file {path}: line {line} is not UTF-8 text") from None
+    ids = (line.partition("#")[0].strip() for line in text.splitlines())
+    return [coin for coin in ids if coin]
+
+
 def _coin_universe(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.coins:
         return _comma_list(args.coins) or [], "--coins"
     if args.coins_file:
-        try:
-            lines = Path(args.coins_file).read_text().splitlines()
-        except OSError as exc:
-            raise AnomalyServiceError(f"cannot read --coins-file {args.coins_file}: {exc.strerror}") from None
-        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")], args.coins_file
+        return read_coins_file(args.coins_file), args.coins_file
     from libs.helpers.mongodb_helper import distinct_coin_ids
 
     return distinct_coin_ids(), "the store"
@@ -174,20 +220,29 @@ def _poll(args: argparse.Namespace) -> int:
         maximum_batching_window_seconds=args.batching_window,
     )
     client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
-    poller = Poller(
-        client,
-        args.queue_url,
-        batch_size=queue.batch_size,
-        batching_window_seconds=queue.maximum_batching_window_seconds,
-        wait_seconds=args.wait_seconds,
-        function_timeout_ms=queue.function_timeout_ms,
-    )
-    try:
-        with _function_log_level(args.verbose):
+    # the function's log and EMF metric lines go to stderr: stdout holds the poller's own report
+    with _function_output_to_stderr(), _function_log_level(args.verbose):
+        poller = Poller(
+            client,
+            args.queue_url,
+            batch_size=queue.batch_size,
+            batching_window_seconds=queue.maximum_batching_window_seconds,
+            wait_seconds=args.wait_seconds,
+            function_timeout_ms=queue.function_timeout_ms,
+        )
+        try:
             stats = poller.run(until_empty=args.until_empty, max_seconds=args.max_seconds)
-    except KeyboardInterrupt:
-        stats = poller.stats
-        stats.stopped = "interrupted"
+        except KeyboardInterrupt:
+            stats = poller.stats
+            stats.stopped = "interrupted"
+        except Exception:
+            if poller.stats.batches:  # the queue failed midway: say what was done before the error line
+                stats = poller.stats
+                print(
+                    f"{stats.batches} batches, {stats.received} deliveries before the queue failed: "
+                    f"{stats.succeeded} processed and deleted, {stats.failed} failed"
+                )
+            raise
     print(
         f"{stats.batches} batches, {stats.received} deliveries: {stats.succeeded} processed and deleted, "
         f"{stats.failed} failed (left to the queue's redrive policy), {stats.delete_errors} delete errors"
@@ -217,6 +272,8 @@ def _plot(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        raise AnomalyServiceError(f"--out {args.out}: cannot write the plot there: {exc.strerror or exc}") from None
     print(f"wrote {summary.path}: {summary.points} observations of {summary.signal}, {summary.flagged} flagged")
     return 0
 
@@ -226,8 +283,10 @@ def _report(args: argparse.Namespace) -> int:
     from libs.helpers.mongodb_helper import get_collection, get_reader
     from libs.processor import utc_now
     from libs.tools.report.build import write_report
-    from libs.tools.report.scope import report_scope
+    from libs.tools.report.scope import ReportArgumentError, report_scope
 
+    if not args.out:  # '' would be the current directory: refuse rather than write (and replace) there
+        raise ReportArgumentError("--out is empty: name the report's directory, e.g. --out out/report")
     now = utc_now()
     scope = report_scope(
         now=now,
@@ -309,11 +368,26 @@ def _redrive(args: argparse.Namespace) -> int:
     from libs.tools.local.redrive import redrive
     from libs.tools.local.sqs_endpoint import sqs_client
 
-    report = redrive(sqs_client(args.endpoint_url, queue_url=args.queue_url), args.queue_url, dry_run=args.dry_run)
-    for letter in report.listed:
-        print(f"{letter.message_id}  receives={letter.receive_count}  {letter.preview}")
+    client = sqs_client(args.endpoint_url, queue_url=args.queue_url)
+    report = redrive(client, args.queue_url, dry_run=args.dry_run)
     if report.dry_run:
-        print(f"{len(report.listed)} messages in {report.dlq_url}; nothing moved (--dry-run)")
+        print(f"{report.dlq_url} reports {report.reported} messages waiting")
+        for letter in report.listed:
+            print(f"{letter.message_id}  receives={letter.receive_count}  {letter.preview}")
+        print(f"listed {len(report.listed)} of the {report.reported} reported; nothing moved (--dry-run)")
+        if len(report.listed) < report.reported:
+            print(f"the listing ended because {report.stopped}")
+        if report.fifo:
+            print(
+                "a FIFO queue: while a message group's first message is held, its later ones stay hidden, "
+                "so only the first of each group can be listed without moving it"
+            )
+        if report.not_restored:
+            print(
+                f"{report.not_restored} listed messages could not be made visible again at once: they come back "
+                "when their lease ends",
+                file=sys.stderr,
+            )
         return 0
     print(f"moved {report.moved} messages from {report.dlq_url} to {report.queue_url}")
     if report.returned:
@@ -325,7 +399,54 @@ def _redrive(args: argparse.Namespace) -> int:
             f"moved but not deleted from the DLQ (a later redrive moves it again): {message_id}: {reason}",
             file=sys.stderr,
         )
+    if report.left:
+        print(
+            f"the DLQ still counts {report.left} more messages it did not hand over (received by another reader, "
+            "delayed, or its approximate count not yet settled): run redrive again to move any that wait",
+            file=sys.stderr,
+        )
     return 0 if report.complete else 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with contract §8's answer to a bad argument: one ``error: …`` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+#: SQS's longest visibility timeout (12 hours).
+MAX_VISIBILITY_TIMEOUT_S = 43_200
+
+
+def _visibility_timeout(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_VISIBILITY_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_VISIBILITY_TIMEOUT_S} seconds (SQS's limit), got {value}"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 0 to 65535, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -338,7 +459,7 @@ def _positive(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from libs.helpers.constants_helper import SIGNALS
 
-    parser = argparse.ArgumentParser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -359,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--visibility-timeout",
-        type=_positive,
+        type=_visibility_timeout,
         default=1,
         help="the queue's visibility timeout in seconds, shortened so redrive takes seconds (default 1)",
     )
@@ -374,7 +495,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--timeout-ms", type=int, default=120_000, help="the function timeout to count down from")
     invoke.set_defaults(run=_invoke)
 
-    queue = argparse.ArgumentParser(add_help=False)
+    queue = _Parser(add_help=False)
     queue.add_argument("--queue-url", required=True, help="the request queue's URL")
     queue.add_argument("--endpoint-url", help="the SQS endpoint, e.g. http://127.0.0.1:PORT for a local one")
 
@@ -382,20 +503,22 @@ def _parser() -> argparse.ArgumentParser:
         "local-queue", help="serve a local SQS with the queue and DLQ of deploy/queue.yml until Ctrl-C"
     )
     local_queue.add_argument("--stage", help="the stage that names the queues (default: deploy/queue.yml's, dev)")
-    local_queue.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    local_queue.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
     local_queue.add_argument(
-        "--visibility-timeout", type=_positive, help="seconds; default factor x function timeout as declared (720)"
+        "--visibility-timeout",
+        type=_visibility_timeout,
+        help="seconds; default factor x function timeout as declared (720)",
     )
     local_queue.add_argument(
         "--max-receive-count", type=_positive, help="receives before the DLQ (default: deploy/queue.yml's, 5)"
     )
-    local_queue.add_argument("--serve-seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    local_queue.add_argument("--serve-seconds", type=_seconds, help="stop after this long (default: until Ctrl-C)")
     local_queue.set_defaults(run=_local_queue)
 
     enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
     coins = enqueue.add_mutually_exclusive_group()
     coins.add_argument("--coins", help="comma-separated coin ids (default: every coin in the store)")
-    coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    coins.add_argument("--coins-file", help=f"a file of coin ids: {COINS_FILE_FORMAT}")
     enqueue.add_argument(
         "--coins-per-message", type=_positive, default=100, help="at most this many coins a message (default 100)"
     )
@@ -403,7 +526,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--periods", help="comma-separated window lengths in days, e.g. 3,7,30")
     enqueue.add_argument("--as-of", dest="as_of", help="ISO-8601 date or datetime")
     enqueue.add_argument("--since", help="ISO-8601 date or datetime: range mode (a backfill)")
-    enqueue.add_argument("--deviation-limit", type=float, help="k of the Tukey fences")
+    enqueue.add_argument("--deviation-limit", type=_finite, help="k of the Tukey fences")
     enqueue.add_argument("--request-id", dest="request_id", help="carried into the function's logs")
     enqueue.set_defaults(run=_enqueue)
 
@@ -430,12 +553,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="0-20",
         help="long-poll wait per receive (default 1)",
     )
-    poll.add_argument("--max-seconds", type=float, help="stop after this long")
+    poll.add_argument("--max-seconds", type=_seconds, help="stop after this long")
     poll.add_argument("--verbose", action="store_true", help="show the function's INFO log lines")
     poll.set_defaults(run=_poll)
 
     plot = commands.add_parser("plot", help="a coin's signal over time with its IQR fences and flagged points")
-    plot.add_argument("--coin", required=True, help="coin id")
+    plot.add_argument("--coin", required=True, type=_coin_argument, help="coin id")
     plot.add_argument("--signal", required=True, choices=SIGNALS)
     plot.add_argument("--period", type=_positive, default=7, help="window length in days (default 7)")
     plot.add_argument("--out", required=True, help="PNG file to write")
@@ -444,7 +567,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the analysts' page: ranked anomaly episodes of a period")
     report_coins = report.add_mutually_exclusive_group()
     report_coins.add_argument("--coins", help="comma-separated coin ids (default: every coin)")
-    report_coins.add_argument("--coins-file", help="a file with one coin id a line ('#' starts a comment)")
+    report_coins.add_argument("--coins-file", help=f"a file of coin ids: {COINS_FILE_FORMAT}")
     report.add_argument("--since", help="ISO-8601 date or datetime (default: --as-of minus 7 days)")
     report.add_argument("--as-of", dest="as_of", help="ISO-8601 date (its end) or datetime (default: now)")
     report.add_argument("--signals", help=f"comma-separated, of {', '.join(SIGNALS)} (default: all)")
@@ -479,12 +602,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for a configuration, request or store error)."""
+    """Run one command; returns its exit status (2 for a configuration, request, store or queue error)."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except AnomalyServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        # any command's SQS (or SNS) call: an unreachable endpoint, a missing queue, no credentials
+        from libs.tools.local.sqs_endpoint import describe_aws_error
+
+        message = describe_aws_error(
+            exc, endpoint_url=getattr(args, "endpoint_url", None), queue_url=getattr(args, "queue_url", None)
+        )
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -160,6 +160,20 @@ def _dedupe(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
+def coin_id_problem(coin_id: str) -> str | None:
+    """What is wrong with a coin id (contract §3), or None: non-empty text of at most 256 characters.
+
+    The one rule, for request bodies and for the coins the tools take on their command line or from a file.
+    """
+    if not coin_id:
+        return "must not be empty"
+    if len(coin_id) > MAX_COIN_ID_CHARS:
+        return f"is longer than {MAX_COIN_ID_CHARS} characters"
+    if not is_unicode_text(coin_id):
+        return "is not UTF-8 text"
+    return None
+
+
 def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
     if "coin_ids" not in body:
         return None
@@ -167,10 +181,8 @@ def _coin_ids(body: dict[str, Any]) -> tuple[str, ...] | None:
     for position, value in enumerate(values):
         if not isinstance(value, str):
             raise InvalidRequest("coin_ids", f"entry {position} must be a string, got {_json_type(value)}")
-        if not value:
-            raise InvalidRequest("coin_ids", f"entry {position} must not be empty")
-        if len(value) > MAX_COIN_ID_CHARS:
-            raise InvalidRequest("coin_ids", f"entry {position} is longer than {MAX_COIN_ID_CHARS} characters")
+        if (problem := coin_id_problem(value)) is not None:
+            raise InvalidRequest("coin_ids", f"entry {position} {problem}")
     distinct = _dedupe(values)
     if len(distinct) > MAX_COIN_IDS:
         # Repeated entries count once (contract §3), so the limit is on distinct coins.

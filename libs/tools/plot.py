@@ -12,6 +12,7 @@ episode's span shaded and its peak ringed (:class:`EpisodeMark`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -155,15 +156,18 @@ def plot_signal(
     if since is not None and until is not None:  # the whole period, with a margin so an edge episode shows
         margin = (until - since) * X_MARGIN
         axes.set_xlim(date2num(since - margin), date2num(until + margin))
-    axes.set_title(title or f"{coin_id}: {signal}, {period_days}-day Tukey fences and written flags")
+    # A coin id is any text (contract §3): shown as it is, never read as matplotlib math text ("usd$$").
+    axes.set_title(title or f"{coin_id}: {signal}, {period_days}-day Tukey fences and written flags", parse_math=False)
     axes.set_xlabel("time (UTC)")
     axes.legend(loc="best", fontsize="small")
     axes.grid(alpha=0.3)
     figure.autofmt_xdate()
-    figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png")
+    with warnings.catch_warnings():  # a character the font lacks is drawn as a box: not worth a line on stderr
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        figure.tight_layout()
+        figure.savefig(out, format="png")
     return PlotSummary(out, coin_id, signal, period_days, points=int(shown.sum()), flagged=int(flagged.sum()))
 
 

@@ -226,25 +226,38 @@ def reference_raises(entries: list[dict[str, Any]], rules: Rules = DEFAULTS) -> 
     return raises
 
 
-def reference_stored_entries(
+def _reference_number(value: Any) -> float | None:
+    """contract §2's number as a finite float (int, float, Decimal128; never a boolean), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+    elif type(value).__name__ == "Decimal128":
+        number = float(value.to_decimal())
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _walk_stored_entries(
     documents: Iterable[dict[str, Any]],
     signals: Iterable[str],
-    periods: Iterable[int] | None = None,
-    since: datetime | None = None,
-    as_of: datetime | None = None,
+    periods: Iterable[int] | None,
+    since: datetime | None,
+    as_of: datetime | None,
 ) -> list[dict[str, Any]]:
-    """contract §5's stored entries walked document by document, as entry dicts for the functions above.
-
-    Only documents with a non-empty string ``coin_id`` and a date ``timestamp``
-    (in ``[since, as_of]`` when given) count; an entry is a sub-document under
-    ``anomalies.<signal>.<P>d``; a number that is not a finite float is None,
-    a flag that is not a boolean is None.
-    """
     wanted_periods = None if periods is None else set(periods)
     rows = []
     for doc in documents:
         coin, stamp = doc.get("coin_id"), doc.get("timestamp")
         if not isinstance(coin, str) or not coin or not isinstance(stamp, datetime):
+            continue
+        try:
+            coin.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: bytes the driver could not decode
             continue
         if (since is not None and stamp < since) or (as_of is not None and stamp > as_of):
             continue
@@ -260,10 +273,9 @@ def reference_stored_entries(
                     continue
                 if wanted_periods is not None and int(key[:-1]) not in wanted_periods:
                     continue
-                numbers = {}
-                for name in ("value", "q1", "q3", "lower", "upper", "k"):
-                    number = stored.get(name)
-                    numbers[name] = number if isinstance(number, float) and math.isfinite(number) else None
+                numbers = {
+                    name: _reference_number(stored.get(name)) for name in ("value", "q1", "q3", "lower", "upper", "k")
+                }
                 flag = stored.get("is_anomaly")
                 rows.append(
                     {
@@ -276,6 +288,42 @@ def reference_stored_entries(
                     }
                 )
     return rows
+
+
+def entry_is_usable(entry: dict[str, Any]) -> bool:
+    """contract §11: a value, and for a judged entry (is_anomaly true or false) all four fences, are numbers."""
+    needed = ("value",) if entry["is_anomaly"] is None else ("value", "q1", "q3", "lower", "upper")
+    return all(entry[name] is not None for name in needed)
+
+
+def reference_stored_entries(
+    documents: Iterable[dict[str, Any]],
+    signals: Iterable[str],
+    periods: Iterable[int] | None = None,
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """contract §5's stored entries walked document by document, as entry dicts for the functions above.
+
+    Only documents with a non-empty, decodable string ``coin_id`` and a date
+    ``timestamp`` (in ``[since, as_of]`` when given) count; an entry is a
+    sub-document under ``anomalies.<signal>.<P>d``; a number that is not a
+    finite number (int, float, Decimal128, never a boolean) is None, a flag
+    that is not a boolean is None; an entry whose numbers cannot be used
+    (:func:`entry_is_usable`) is left out (contract §11).
+    """
+    return [e for e in _walk_stored_entries(documents, signals, periods, since, as_of) if entry_is_usable(e)]
+
+
+def reference_unusable_count(
+    documents: Iterable[dict[str, Any]],
+    signals: Iterable[str],
+    periods: Iterable[int] | None = None,
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> int:
+    """How many stored entries :func:`reference_stored_entries` leaves out."""
+    return sum(not entry_is_usable(e) for e in _walk_stored_entries(documents, signals, periods, since, as_of))
 
 
 def iso_ms(moment: datetime) -> str:

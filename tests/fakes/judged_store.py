@@ -50,3 +50,18 @@ def judged_store(store: Any, *, coins: int = 8, days: int = 20, per_day: int = 4
     response = handler.handler(sqs_event(body), LocalContext())
     assert response == {"batchItemFailures": []}, response
     return JudgedStore(since=since, as_of=END, coins=names)
+
+
+def judge_coins(store: Any, coin_ids: tuple[str, ...], *, days: int = 20, seed: int = 5) -> None:
+    """Seed synthetic coins named ``coin_ids`` (any text) and judge their last 7 days with the real handler."""
+    import handler
+
+    documents, _ = synthetic_documents(coins=len(coin_ids), days=days, per_day=4, end=END, seed=seed)
+    names = dict(zip(sorted({d["coin_id"] for d in documents}), coin_ids))
+    for document in documents:
+        document["coin_id"] = names[document["coin_id"]]
+    store.insert_many(documents)
+    since = END - timedelta(days=7)
+    body = {"coin_ids": list(coin_ids), "since": since.isoformat(), "as_of": END.isoformat()}
+    response = handler.handler(sqs_event(body), LocalContext())
+    assert response == {"batchItemFailures": []}, response

@@ -97,3 +97,38 @@ def test_large_bodies_are_grouped_so_no_call_exceeds_256_kib(sqs, queues):
     assert report.sent == 5
     assert all(sum(len(body) for body in call) <= SQS_MAX_BATCH_BYTES for call in client.calls)
     assert [len(call) for call in client.calls] == [2, 2, 1]
+
+
+class EndpointGoneAfter:
+    """Wraps a real SQS client: after ``calls`` send_message_batch calls the endpoint stops answering."""
+
+    def __init__(self, client, calls: int) -> None:
+        self._client, self._calls = client, calls
+
+    def send_message_batch(self, QueueUrl, Entries):
+        from botocore.exceptions import EndpointConnectionError
+
+        if self._calls == 0:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1/")
+        self._calls -= 1
+        return self._client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+
+def test_an_endpoint_lost_midway_returns_what_was_not_sent_with_the_reason(sqs, queues):
+    # given 25 bodies (three calls) and an endpoint that answers only the first call
+    bodies = [json.dumps({"coin_ids": [f"c{i}"]}) for i in range(25)]
+
+    # when they are sent
+    report = send_bodies(EndpointGoneAfter(sqs, 1), queues.url, bodies)
+
+    # then the first ten went, and the other fifteen are reported as not sent, with the endpoint's error
+    assert report.sent == 10 and [body for body, _ in report.rejected] == bodies[10:]
+    assert all(reason.startswith("EndpointConnectionError: Could not connect") for _, reason in report.rejected)
+    assert Counter(m["Body"] for m in peek_messages(sqs, queues.url)) == Counter(bodies[:10])
+
+
+def test_an_endpoint_that_never_answered_raises(sqs, queues):
+    from botocore.exceptions import EndpointConnectionError
+
+    with pytest.raises(EndpointConnectionError):
+        send_bodies(EndpointGoneAfter(sqs, 0), queues.url, ["{}"])

@@ -32,6 +32,7 @@ from tests.fakes.episodes_reference import (
     reference_episodes,
     reference_json,
     reference_stored_entries,
+    reference_unusable_count,
 )
 from tests.fakes.examples import examples
 
@@ -161,7 +162,7 @@ def test_the_query_names_coin_id_first_and_reads_only_the_requested_entries():
 
     assert list(query)[0] == "coin_id" and query["coin_id"] == {"$in": ["b", "a"]}
     assert query["timestamp"] == {"$gte": wanted.since, "$lte": wanted.as_of}
-    assert projection == {"_id": 0, "coin_id": 1, "timestamp": 1, "anomalies.volume.3d": 1, "anomalies.volume.7d": 1}
+    assert projection == {"_id": 1, "coin_id": 1, "timestamp": 1, "anomalies.volume.3d": 1, "anomalies.volume.7d": 1}
 
 
 def test_without_filters_the_query_matches_every_coin_and_reads_every_window_of_every_signal():
@@ -176,13 +177,20 @@ def test_without_filters_the_query_matches_every_coin_and_reads_every_window_of_
 SMALL_SIGNALS = ("latest_price", "volume")
 SMALL_PERIODS = (3, 7)
 
+entry_cells = st.tuples(
+    st.sampled_from([-40.0, 0.0, 5.0, 15.0, 20.0, 35.0, 60.0, 500.0]),
+    st.sampled_from([None, 10.0]),
+    st.sampled_from([0.0, 10.0]),  # iqr 0: a flat window
+)
 cells = st.one_of(
     st.none(),  # nothing stored for this window
     st.just("junk"),  # hand-edited: not a sub-document
+    entry_cells,
+    # hand-edited numbers: one of them missing, a string, a boolean, NaN or an object (contract §11)
     st.tuples(
-        st.sampled_from([-40.0, 0.0, 5.0, 15.0, 20.0, 35.0, 60.0, 500.0]),
-        st.sampled_from([None, 10.0]),
-        st.sampled_from([0.0, 10.0]),  # iqr 0: a flat window
+        entry_cells,
+        st.sampled_from(["value", "q1", "q3", "lower", "upper"]),
+        st.sampled_from(["absent", None, "10", True, math.nan, {"$numberDouble": "1"}]),
     ),
 )
 observations = st.lists(
@@ -202,10 +210,19 @@ def documents_of(drawn: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]
             if cell == "junk":
                 anomalies[signal] = "junk" if position % 2 else {f"{period}d": 42}
                 continue
+            corrupt = None
+            if isinstance(cell[0], tuple):
+                cell, *corrupt = cell
             value, q1, iqr = cell
             windows = anomalies.get(signal) if isinstance(anomalies.get(signal), dict) else {}
             anomalies[signal] = windows
-            windows[f"{period}d"] = stored_entry(value, q1, None if q1 is None else q1 + iqr)
+            entry = windows[f"{period}d"] = stored_entry(value, q1, None if q1 is None else q1 + iqr)
+            if corrupt:
+                name, junk = corrupt
+                if junk == "absent":
+                    del entry[name]
+                else:
+                    entry[name] = junk
         documents.append({"coin_id": coin, "timestamp": T0 + timedelta(hours=hour), "anomalies": anomalies})
     return documents
 
@@ -218,12 +235,15 @@ def test_stored_entries_become_the_frame_and_the_episodes_the_reference_builds(d
     wanted = scope(signals=list(SMALL_SIGNALS), periods=",".join(map(str, periods)) if periods else None)
 
     # when they are read and shaped
-    frame = documents_to_entries(iter(documents), wanted.signals, wanted.periods_days).frame
+    stored = documents_to_entries(iter(documents), wanted.signals, wanted.periods_days)
+    frame = stored.frame
     got = episodes_json(build_episodes(frame, LOOKBACK, SCALE))
 
-    # then the frame holds exactly the stored entries, and the JSON is the reference's episodes
+    # then the frame holds exactly the usable stored entries, the others are counted, and the JSON is the
+    # reference's episodes
     expected_entries = plain_entries(documents, SMALL_SIGNALS, periods)
     assert frame_rows(frame) == plain_rows(expected_entries)
+    assert stored.unusable == reference_unusable_count(documents, SMALL_SIGNALS, periods)
     assert_same_json(got, expected_json(expected_entries))
     json.dumps(got, allow_nan=False)  # valid JSON: no NaN slips through
 
@@ -234,30 +254,70 @@ def test_unusable_documents_and_odd_values_add_nothing_or_nan():
     documents = [
         {"coin_id": "", "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
         {"coin_id": 7, "timestamp": T0, "anomalies": {"volume": {"7d": good}}},
+        {"coin_id": "a\udcff", "timestamp": T0, "anomalies": {"volume": {"7d": good}}},  # not UTF-8 when stored
         {"coin_id": "a", "timestamp": "2024-10-20", "anomalies": {"volume": {"7d": good}}},
         {"coin_id": "a", "timestamp": T0, "anomalies": "junk"},
         {"coin_id": "a", "timestamp": T0},
-        {"coin_id": "b", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "q1": "10", "k": math.inf}}}},
+        {"coin_id": "b", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "k": math.inf}}}},
         {"coin_id": "c", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "is_anomaly": 1}, "7days": good}}},
+        {"coin_id": "d", "timestamp": T0, "anomalies": {"volume": {"7d": {**stored_entry(60.0, None, None)}}}},
+        {"coin_id": "e", "timestamp": T0, "anomalies": {"volume": {"7d": {**good, "value": 60}}}},
     ]
     # when
-    frame = documents_to_entries(documents, ["volume"]).frame
-    # then only b and c give a row, with NaN where the number is not one and NA for a non-boolean flag
+    stored = documents_to_entries(documents, ["volume"])
+    frame = stored.frame
+    # then b, c, d and e give a row, with NaN where k is not a number and NA for a non-boolean or null flag
     assert frame_rows(frame) == plain_rows(plain_entries(documents, ("volume",), None))
-    assert frame["coin_id"].tolist() == ["b", "c"]
-    assert np.isnan(frame["q1"].iloc[0]) and np.isnan(frame["k"].iloc[0])
-    assert frame["is_anomaly"].isna().tolist() == [False, True]
+    assert frame["coin_id"].tolist() == ["b", "c", "d", "e"] and stored.unusable == 0
+    assert np.isnan(frame["k"].iloc[0]) and frame["value"].iloc[3] == 60.0
+    assert frame["is_anomaly"].isna().tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"q1": None},  # a spike above its upper fence with no usable q1: was reported as a flat window
+        {"q1": "10"},
+        {"q3": True},
+        {"lower": math.nan},
+        {"upper": {"$numberDouble": "35"}},
+        {"value": "60"},
+        {"value": None, "is_anomaly": None},  # insufficient, but without its value
+    ],
+    ids=repr,
+)
+def test_an_entry_whose_numbers_cannot_be_used_is_left_out_and_counted(changes):
+    # given a coin's two flagged steps, the second of which has numbers that cannot be used
+    entry = {**stored_entry(60.0, 10.0, 20.0), **changes}
+    documents = [
+        {"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(60.0, 10.0, 20.0)}}},
+        {"coin_id": "a", "timestamp": T0 + timedelta(hours=1), "anomalies": {"volume": {"7d": entry}}},
+    ]
+    # when
+    stored = documents_to_entries(documents, ["volume"])
+    episodes = build_episodes(stored.frame, LOOKBACK, SCALE)
+    counts = report_counts(stored.frame, episodes, ("volume",), SCALE, unusable=stored.unusable)
+    got = episodes_json(episodes)
+    # then only the first step is an episode (ln(60 / 35) / ln 2: nothing flat), the other entry counted aside
+    assert stored.unusable == counts.unusable == 1 and len(stored.frame) == counts.entries == 1
+    assert [(e["observations"], e["peak_severity"], e["flat_window"]) for e in got] == [
+        (1, pytest.approx(math.log(60 / 35) / math.log(2)), False)
+    ]
+
+
+#: An entry as the function writes one (its numbers usable), whose flag the cases below set.
+WRITTEN = stored_entry(60.0, 10.0, 20.0)
 
 
 @pytest.mark.parametrize(
     "anomalies, flagged",
     [
-        ({"volume": {"7d": {"is_anomaly": True}}}, True),
-        ({"volume": {"7d": {"is_anomaly": False}}}, False),
-        ({"volume": {"7d": {"is_anomaly": None}}}, False),
-        ({"volume": {"7d": {"is_anomaly": 1}}}, False),
-        ({"volume": {"3d": {"is_anomaly": True}}}, False),
-        ({"latest_price": {"7d": {"is_anomaly": True}}}, False),
+        ({"volume": {"7d": {**WRITTEN, "is_anomaly": True}}}, True),
+        ({"volume": {"7d": {**WRITTEN, "is_anomaly": False}}}, False),
+        ({"volume": {"7d": {**WRITTEN, "is_anomaly": None}}}, False),
+        ({"volume": {"7d": {**WRITTEN, "is_anomaly": 1}}}, False),
+        ({"volume": {"3d": {**WRITTEN, "is_anomaly": True}}}, False),
+        ({"latest_price": {"7d": {**WRITTEN, "is_anomaly": True}}}, False),
         ({"evaluated_at": T0}, False),
         (None, False),
     ],
@@ -366,14 +426,15 @@ def test_counts_agree_with_counting_by_hand():
 
 def page_of(documents: list[dict[str, Any]], plots: int = 0) -> tuple[str, pd.DataFrame]:
     wanted = scope(since="2024-10-19", as_of="2024-10-27")
-    frame = documents_to_entries(documents, wanted.signals, wanted.periods_days).frame
+    stored = documents_to_entries(documents, wanted.signals, wanted.periods_days)
+    frame = stored.frame
     episodes = build_episodes(frame, LOOKBACK, SCALE)
     view = PageView(
         scope=wanted,
         generated_at=NOW,
         lookback_hours=LOOKBACK,
         source="risk.scores",
-        counts=report_counts(frame, episodes, wanted.signals, SCALE),
+        counts=report_counts(frame, episodes, wanted.signals, SCALE, unusable=stored.unusable),
         episodes=episodes,
         plots=tuple(Plot(rank, "data:image/png;base64,AAAA", f"{rank:02d}.png") for rank in range(1, plots + 1)),
     )
@@ -417,7 +478,12 @@ def test_an_empty_period_says_so():
 
     quiet = [{"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": stored_entry(15.0, 10.0, 20.0)}}}]
     html, _ = page_of(quiet)
-    assert "Nothing flagged" in html and 'id="episodes"' not in html
+    assert "Nothing flagged" in html and 'id="episodes"' not in html and 'id="left-out"' not in html
+
+    broken = [{"coin_id": "a", "timestamp": T0, "anomalies": {"volume": {"7d": {"is_anomaly": True, "value": 9}}}}]
+    html, _ = page_of(broken)
+    assert "No usable stored entries in this period" in html
+    assert '<p class="muted" id="left-out">1 stored entry was left out' in html
 
 
 @pytest.mark.parametrize(

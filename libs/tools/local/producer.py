@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 SQS_MAX_ENTRIES_PER_BATCH = 10
 SQS_MAX_BATCH_BYTES = 256 * 1024
 
@@ -67,13 +69,27 @@ def _batches(bodies: Sequence[str]) -> list[list[int]]:
 def send_bodies(
     client: Any, queue_url: str, bodies: Sequence[str], *, max_attempts: int = 5, pause_seconds: float = 0.2
 ) -> SendReport:
-    """Send every body once; entries failing on SQS's side are retried up to ``max_attempts`` times."""
+    """Send every body once; entries failing on SQS's side are retried up to ``max_attempts`` times.
+
+    A call that fails as a whole (the endpoint gone, the queue deleted) raises when nothing was sent
+    yet; after that, the bodies not sent are returned as rejected with its reason, so the report says
+    how far it got.
+    """
     report = SendReport()
-    for batch in _batches(bodies):
+    batches = _batches(bodies)
+    for number, batch in enumerate(batches):
         pending = batch
         for attempt in range(1, max_attempts + 1):
             entries = [{"Id": str(index), "MessageBody": bodies[index]} for index in pending]
-            response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            try:
+                response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            except (BotoCoreError, ClientError) as exc:
+                if not report.message_ids:
+                    raise
+                reason = f"{type(exc).__name__}: {exc}"
+                unsent = [*pending, *(index for later in batches[number + 1 :] for index in later)]
+                report.rejected.extend((bodies[index], reason) for index in unsent)
+                return report
             report.message_ids.extend(entry["MessageId"] for entry in response.get("Successful", []))
             retry: list[int] = []
             for failure in response.get("Failed", []):

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 from pymongo.collection import Collection
 
-from libs.helpers.constants_helper import Settings
+from libs.helpers.constants_helper import SIGNALS, Settings
 from libs.helpers.mongodb_helper import Reader
 from libs.models.episodes import build_episodes
 from libs.tools.plot import EpisodeMark, plot_signal
@@ -35,6 +38,10 @@ from libs.tools.report.shaping import ReportCounts, episodes_json, report_counts
 PAGE_NAME = "index.html"
 JSON_NAME = "episodes.json"
 PLOTS_DIR = "plots"
+#: The name of a picture this command writes (:func:`_file_name`): only these are replaced in ``plots/``.
+PLOT_FILE = re.compile(rf"[0-9]{{2}}-[A-Za-z0-9._-]+-(?:{'|'.join(SIGNALS)})-[1-9][0-9]*d\.png")
+#: The temporary directory a report is written into before it is moved into place.
+STAGING_PREFIX = ".report-partial-"
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,18 @@ class ReportResult:
         """The one line the command prints under the page's path."""
         counts = self.counts
         period = f"{scope.since:%Y-%m-%d %H:%M} to {scope.as_of:%Y-%m-%d %H:%M} UTC"
+        left_out = (
+            f"; {counts.unusable:,} stored entries left out (their numbers cannot be used)" if counts.unusable else ""
+        )
         if not counts.episodes:
-            return f"nothing flagged from {period} ({counts.entries:,} entries of {counts.coins_read:,} coins read)"
+            return (
+                f"nothing flagged from {period} ({counts.entries:,} entries of {counts.coins_read:,} coins read)"
+                f"{left_out}"
+            )
         return (
             f"{counts.episodes:,} episodes on {counts.coins_with_episodes:,} of {counts.coins_read:,} coins "
             f"({counts.spike_episodes:,} spikes, {counts.dip_episodes:,} dips; {counts.flagged_observations:,} "
-            f"flagged observations) from {period}; worst: {self.top}"
+            f"flagged observations) from {period}; worst: {self.top}{left_out}"
         )
 
 
@@ -87,8 +100,6 @@ def _plots(
     directory: Path,
 ) -> tuple[Plot, ...]:
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("[0-9][0-9]-*.png"):  # an earlier report's pictures
-        stale.unlink()
     plots = []
     for rank, episode in enumerate(episodes.head(PLOTTED).itertuples(index=False), start=1):
         name = _file_name(rank, episode.coin_id, episode.signal, int(episode.period_days))
@@ -117,6 +128,62 @@ def _plots(
 
 
 @contextmanager
+def _staged(out_dir: Path) -> Iterator[Path]:
+    """A temporary directory to write the report into, moved into ``out_dir`` once it is complete.
+
+    contract §11: a failure leaves no half-written report. A new ``out_dir`` is the staging
+    directory (made beside it) renamed, in one step; into an existing one (an earlier report, or
+    a directory of the user's) the staging directory is made inside it and its files replace
+    ours one by one, the page last: ``episodes.json``, ``index.html`` and the pictures an earlier
+    report left in ``plots/`` (by their names, :data:`PLOT_FILE`). Nothing else there is touched.
+    On a failure the staging directory, and any parent directory made for ``out_dir``, are removed.
+    """
+    existing = out_dir.is_dir()
+    if out_dir.exists() and not existing:
+        raise NotADirectoryError(20, "not a directory", str(out_dir))
+    made = [] if existing else _make_parents(out_dir.parent)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir if existing else out_dir.parent))
+    try:
+        yield staging
+        if existing:
+            _replace_files(staging, out_dir)
+        else:
+            os.rename(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for directory in reversed(made):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for parent in reversed(missing):
+        parent.mkdir()
+    return list(reversed(missing))
+
+
+def _replace_files(staging: Path, out_dir: Path) -> None:
+    plots = out_dir / PLOTS_DIR
+    plots.mkdir(exist_ok=True)
+    for earlier in plots.iterdir():  # an earlier report's pictures: the new ones replace them all
+        if PLOT_FILE.fullmatch(earlier.name) and earlier.is_file():
+            earlier.unlink()
+    for picture in sorted((staging / PLOTS_DIR).iterdir()):
+        os.replace(picture, plots / picture.name)
+    os.replace(staging / JSON_NAME, out_dir / JSON_NAME)
+    os.replace(staging / PAGE_NAME, out_dir / PAGE_NAME)
+    shutil.rmtree(staging)
+
+
+@contextmanager
 def _writing(out_dir: Path) -> Iterator[None]:
     """Turn a file-system refusal under ``out_dir`` (a file in the way, no permission) into a bad ``--out``.
 
@@ -125,7 +192,10 @@ def _writing(out_dir: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out_dir) else ""
+        name = str(exc.filename or "")
+        if STAGING_PREFIX in name:  # say where the file was going, not where it was being written first
+            name = str(out_dir / name.split(STAGING_PREFIX, 1)[1].partition(os.sep)[2])
+        where = f" ({name})" if name and name != str(out_dir) else ""
         raise ReportArgumentError(
             f"--out {out_dir}: cannot write the report there: {exc.strerror or exc}{where}"
         ) from None
@@ -146,19 +216,21 @@ def write_report(
     ``credit`` is said beside the page's source (the demo's real coins: "market data: CoinGecko").
 
     Raises :class:`~libs.errors.StoreUnavailable` when the store cannot be read, and
-    :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written.
+    :class:`~libs.tools.report.scope.ReportArgumentError` when ``out_dir`` cannot be written. Either
+    way nothing is left behind: the files are written into a temporary directory first (:func:`_staged`).
     """
-    entries = read_entries(reader, scope).frame
+    stored = read_entries(reader, scope)
+    entries = stored.frame
     episodes = build_episodes(entries, settings.latest_lookback_hours, settings.severity_scale)
-    counts = report_counts(entries, episodes, scope.signals, settings.severity_scale)
+    counts = report_counts(entries, episodes, scope.signals, settings.severity_scale, unusable=stored.unusable)
     episodes_file = out_dir / JSON_NAME
     page = out_dir / PAGE_NAME
-    with _writing(out_dir):  # after the query: an unreachable store leaves nothing behind
-        out_dir.mkdir(parents=True, exist_ok=True)
-        episodes_file.write_text(
+    # after the query: an unreachable store leaves nothing behind
+    with _writing(out_dir), _staged(out_dir) as staging:
+        (staging / JSON_NAME).write_text(
             json.dumps(episodes_json(episodes), indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
-        plots = _plots(collection, episodes, entries, scope, settings, out_dir / PLOTS_DIR)
+        plots = _plots(collection, episodes, entries, scope, settings, staging / PLOTS_DIR)
         view = PageView(
             scope=scope,
             generated_at=generated_at,
@@ -168,6 +240,6 @@ def write_report(
             episodes=episodes,
             plots=plots,
         )
-        page.write_text(render_page(view), encoding="utf-8")
+        (staging / PAGE_NAME).write_text(render_page(view), encoding="utf-8")
     worst = worst_episode(episodes)
     return ReportResult(page=page, episodes_file=episodes_file, counts=counts, top=worst.headline if worst else "")

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from libs.helpers.mongodb_helper import Reader
+from libs.jsonvalues import is_unicode_text
 from libs.models.frames import empty_frame
 from libs.models.history import CHUNK_SIZE, as_number, chunks
 from libs.tools.report.scope import ReportScope
@@ -49,12 +50,20 @@ ENTRY_COLUMNS = tuple(ENTRY_DTYPES)
 _PERIOD_KEY = re.compile(r"[1-9][0-9]{0,2}d")
 
 
+#: The numbers a judged entry (``is_anomaly`` true or false) cannot do without (contract §11).
+_FENCES = ("q1", "q3", "lower", "upper")
+#: The types the fast path converts exactly (what the function writes): anything else goes through ``as_number``.
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
+
+
 @dataclass(frozen=True)
 class StoredEntries:
-    """The entries frame (columns :data:`ENTRY_COLUMNS`) and how many documents the query returned."""
+    """The entries frame (columns :data:`ENTRY_COLUMNS`), how many documents the query returned, and how
+    many stored entries were left out because their numbers cannot be used (contract §11)."""
 
     frame: pd.DataFrame
     documents: int
+    unusable: int = 0
 
 
 def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
@@ -63,7 +72,8 @@ def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
     ``coin_id`` comes first so the index serves the query, as in
     :func:`libs.helpers.mongodb_helper.history_query`; with no coin filter
     ``{"$gt": ""}`` matches every usable id and still uses the index. Only
-    judged documents are returned, and of them only the requested entries.
+    judged documents are returned, and of them only the page key (``_id``,
+    ``timestamp``), ``coin_id`` and the requested entries.
     """
     coins: dict[str, Any] = {"$in": list(scope.coin_ids)} if scope.coin_ids else {"$gt": ""}
     query = {
@@ -75,7 +85,8 @@ def entries_query(scope: ReportScope) -> tuple[dict[str, Any], dict[str, int]]:
         paths = [f"anomalies.{signal}" for signal in scope.signals]
     else:
         paths = [f"anomalies.{signal}.{period}d" for signal in scope.signals for period in scope.periods_days]
-    projection = {"_id": 0, "coin_id": 1, "timestamp": 1, **dict.fromkeys(paths, 1)}
+    # ``_id`` too: the Data API backend pages by (timestamp, _id), so every document must carry both
+    projection = {"_id": 1, "coin_id": 1, "timestamp": 1, **dict.fromkeys(paths, 1)}
     return query, projection
 
 
@@ -95,12 +106,19 @@ def documents_to_entries(
     """One row per stored entry of ``signals`` (and ``periods_days``) in ``documents``.
 
     A row is kept for every entry that is a sub-document, whatever its flag
-    (an unflagged or insufficient entry is still a step: it ends an episode).
-    Numbers that are not finite numbers become NaN; ``is_anomaly`` is a
-    nullable boolean (NA where null; flagged means ``True``). Documents without
-    a usable ``coin_id`` or ``timestamp`` add nothing. Windows are
-    ``periods_days``, or every ``<P>d`` key found when None. ``with_ids`` puts
-    each row's document ``_id`` in a first column (to match flags to documents).
+    (an unflagged or insufficient entry is still a step: it ends an episode),
+    unless its numbers cannot be used (contract §11): its ``value`` is not a
+    finite number, or it is judged (``is_anomaly`` true or false) and one of
+    ``q1``, ``q3``, ``lower``, ``upper`` is not. Such entries are left out and
+    counted (``unusable``); an insufficient entry (``is_anomaly`` null) needs
+    no fences, as contract §5 writes it with null ones. A number is what
+    contract §2 calls one (int, float, Decimal128; not a boolean); ``k`` that is
+    not one becomes NaN; ``is_anomaly`` is a nullable boolean (NA where null
+    or not a boolean; flagged means ``True``). Documents without a usable
+    ``coin_id`` (a non-empty string the driver could decode) or ``timestamp``
+    add nothing. Windows are ``periods_days``, or every ``<P>d`` key found when
+    None. ``with_ids`` puts each row's document ``_id`` in a first column (to
+    match flags to documents).
     """
     parts: list[dict[str, np.ndarray]] = []
     read = 0
@@ -111,9 +129,16 @@ def documents_to_entries(
         return StoredEntries(empty_entries(with_ids=with_ids), read)
     columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     flags = columns.pop("is_true"), columns.pop("is_false")
+    judged = flags[0] | flags[1]
+    usable = np.isfinite(columns["value"])
+    for name in _FENCES:
+        usable &= ~judged | np.isfinite(columns[name])
     frame = pd.DataFrame(columns, copy=False)
-    frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~(flags[0] | flags[1]))
-    return StoredEntries(frame[_columns(with_ids)], read)
+    frame["is_anomaly"] = pd.arrays.BooleanArray(flags[0], ~judged)
+    unusable = int(len(usable) - usable.sum())
+    if unusable:
+        frame = frame[usable].reset_index(drop=True)
+    return StoredEntries(frame[_columns(with_ids)], read, unusable)
 
 
 def flagged_rows(entries: pd.DataFrame) -> np.ndarray:
@@ -143,22 +168,34 @@ def _get(dicts: list[dict[str, Any]], key: str) -> list[Any]:
 
 
 def _floats(values: list[Any]) -> np.ndarray:
-    """Float64 values; NaN for null, non-numbers and non-finite numbers (one C-level pass)."""
+    """Float64 values; NaN for null, non-numbers and non-finite numbers (C-level passes).
+
+    Floats, ints and nulls (all the function writes) take one pass; a column holding anything else (a
+    boolean, a string, a Decimal128) is read value by value as the loader reads signals.
+    """
+    if not _PLAIN_NUMBERS.issuperset(map(type, values)):
+        return np.array([as_number(v) for v in values], dtype=np.float64)
     try:
         column = np.fromiter(map(getattr, values, repeat("real"), repeat(math.nan)), np.float64, len(values))
-    except (OverflowError, TypeError, ValueError):  # an int beyond float range, or an odd ``.real``
+    except OverflowError:  # an int beyond float range
         column = np.array([as_number(v) for v in values], dtype=np.float64)
     column[~np.isfinite(column)] = np.nan
     return column
 
 
 def _usable(chunk: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions of documents with a non-empty string coin_id and a date timestamp, their coin ids and stamps."""
+    """Positions of documents with a usable coin_id and a date timestamp, their coin ids and stamps.
+
+    A usable coin id is a non-empty string the driver could decode (contract §2): one holding a lone
+    surrogate (bytes that were not UTF-8) could not even be sent back in the plot's query.
+    """
     coins = _get(chunk, "coin_id")
     stamps = _get(chunk, "timestamp")
     usable = np.fromiter(map(isinstance, coins, repeat(str)), dtype=bool, count=len(chunk))
     usable &= np.fromiter(map(isinstance, stamps, repeat(datetime)), dtype=bool, count=len(chunk))
     usable &= np.fromiter(map(bool, coins), dtype=bool, count=len(chunk))
+    strings = np.flatnonzero(usable)
+    usable[strings] = np.fromiter(map(is_unicode_text, compress(coins, usable)), dtype=bool, count=len(strings))
     rows = np.flatnonzero(usable)
     coin_ids = np.fromiter(compress(coins, usable), dtype=object, count=len(rows))
     times = pd.to_datetime(np.fromiter(compress(stamps, usable), dtype=object, count=len(rows)), utc=True)

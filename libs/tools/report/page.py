@@ -297,7 +297,25 @@ def _figures(view: PageView) -> str:
     return "\n".join(figures)
 
 
+def _left_out(counts: ReportCounts) -> str:
+    """The stored entries left out because their numbers cannot be used (contract §11), when there are any."""
+    if not counts.unusable:
+        return ""
+    return (
+        f'<p class="muted" id="left-out">{counts.unusable:,} stored '
+        f"entr{'y was' if counts.unusable == 1 else 'ies were'} left out: a <code>value</code>, or for a judged "
+        "entry a <code>q1</code>, <code>q3</code>, <code>lower</code> or <code>upper</code>, missing or not a "
+        "number. They are in no count, episode or plot of this page.</p>"
+    )
+
+
 def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
+    if counts.entries == 0 and counts.unusable:
+        return (
+            '<div class="empty"><strong>No usable stored entries in this period.</strong> '
+            f"Every entry stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC for these filters has "
+            "numbers that cannot be used (above): check what wrote them.</div>"
+        )
     if counts.entries == 0:
         return (
             '<div class="empty"><strong>No stored entries in this period.</strong> '
@@ -355,6 +373,7 @@ def render_page(view: PageView) -> str:
 <section id="counts" class="overview">
 <div class="cards">{_cards(counts, view.episodes)}</div>
 {_by_window(counts.by_window)}
+{_left_out(counts)}
 </section>
 {body}
 </main>

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from libs.errors import AnomalyServiceError, ConfigError, InvalidRequest
 from libs.helpers.constants_helper import SIGNALS, day_list
-from libs.request import known_signals, parse_moment
+from libs.request import coin_id_problem, known_signals, parse_moment
 
 #: ``since`` when it is not given: a week before ``as_of`` (contract §11).
 DEFAULT_DAYS = 7
@@ -111,6 +111,9 @@ def report_scope(
         coins = tuple(dict.fromkeys(c for c in coin_ids if c))
         if not coins:
             raise ReportArgumentError("--coins / --coins-file: no coin ids given")
+        for coin in coins:
+            if (problem := coin_id_problem(coin)) is not None:
+                raise ReportArgumentError(f"--coins / --coins-file: {coin[:40]!r} {problem}")
     return ReportScope(
         since=start, as_of=end, coin_ids=coins, signals=_signals(signals), periods_days=_periods(periods)
     )

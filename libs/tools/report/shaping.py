@@ -61,7 +61,8 @@ class ReportCounts:
     ``by_window`` has one row per (signal, period_days) with an entry: how many
     entries were read (``judged``), how many are flagged (``flagged``) and of
     those how many are spikes and dips; ordered by the given signal order, then
-    period.
+    period. ``unusable`` counts the stored entries left out because their
+    numbers cannot be used (contract §11); they are in no other count.
     """
 
     episodes: int
@@ -74,10 +75,16 @@ class ReportCounts:
     flagged: int
     flagged_observations: int
     by_window: pd.DataFrame
+    unusable: int = 0
 
 
 def report_counts(
-    entries: pd.DataFrame, episodes: pd.DataFrame, signal_order: tuple[str, ...], scale: SeverityScale
+    entries: pd.DataFrame,
+    episodes: pd.DataFrame,
+    signal_order: tuple[str, ...],
+    scale: SeverityScale,
+    *,
+    unusable: int = 0,
 ) -> ReportCounts:
     """Counts of episodes, coins and flagged entries (by signal × window), all vectorised."""
     classes = classify(entries, scale) if not entries.empty else empty_frame({"direction": object})
@@ -110,4 +117,5 @@ def report_counts(
         flagged=int(flagged.sum()),
         flagged_observations=int(flagged_observations),
         by_window=by_window,
+        unusable=unusable,
     )
