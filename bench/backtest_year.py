@@ -24,11 +24,7 @@ that alerts are raised and ranked as in a real year.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import statistics
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +33,7 @@ import pandas as pd
 
 from bench.baselines import pandas_range_primitive
 from bench.dataset import _values, coin_name
+from bench.timing import REPS, median_pair
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.tools.backtest.build import backtest
 from libs.tools.backtest.scope import BacktestScope
@@ -45,7 +42,6 @@ SINCE = datetime(2023, 11, 1)
 PERIODS = (3, 7, 30)
 #: The history before the year: the longest window, the alert memory (a day) and a margin.
 BEFORE_DAYS = 32
-REPS = int(os.environ.get("BENCH_REPS", "3"))
 
 
 def year_frame(coins: int = 50, days: int = 365, seed: int = 12) -> pd.DataFrame:
@@ -74,17 +70,6 @@ def year_frame(coins: int = 50, days: int = 365, seed: int = 12) -> pd.DataFrame
     return frame
 
 
-def _median_pair(first: Any, second: Any, reps: int) -> tuple[float, float]:
-    a, b = [], []
-    for _ in range(reps):
-        for sink, call in ((a, first), (b, second)):
-            gc.collect()
-            started = time.perf_counter()
-            call()
-            sink.append(time.perf_counter() - started)
-    return statistics.median(a), statistics.median(b)
-
-
 def measure(coins: int = 50, days: int = 365, reps: int = REPS) -> dict[str, Any]:
     """Seconds of the backtest's computation and of the pandas primitive, and their ratio."""
     frame = year_frame(coins, days)
@@ -98,7 +83,7 @@ def measure(coins: int = 50, days: int = 365, reps: int = REPS) -> dict[str, Any
         found["alerts"] = len(result.alert_bodies())
         found["summary"] = result.summary()
 
-    backtest_s, primitive_s = _median_pair(
+    backtest_s, primitive_s = median_pair(
         run_backtest, lambda: pandas_range_primitive(frame, SINCE, SIGNALS, PERIODS), reps
     )
     return {

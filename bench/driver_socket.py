@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import bson
 import mongomock
 
 from bench.dataset import AS_OF, Shape, latest_request_body, stream
+from bench.timing import REPS
 from libs.helpers import mongodb_helper
 from libs.helpers.constants_helper import SIGNALS, load_settings
 from libs.helpers.mongodb_helper import READ_CODEC_OPTIONS
@@ -48,7 +48,6 @@ from libs.models.history import documents_to_history
 from libs.processor import MessageSummary, process_message
 from libs.tools.loopback.wire_mongo import WireMongoServer
 
-REPS = int(os.environ.get("BENCH_REPS", "3"))
 DATABASE, COLLECTION = "risk", "scores"
 #: A server's getMore batches are at most 16 MiB.
 BATCH_BYTES = 16 << 20

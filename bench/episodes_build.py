@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.timing import REPS
 from libs.models.episodes import build_episodes
 from libs.tools.report.entries import documents_to_entries
 
@@ -42,7 +42,6 @@ PERIODS = (3, 7, 30)
 SIGNALS = ("latest_price", "volume", "volatility_risk_score")
 K = 1.5
 LOOKBACK_HOURS = 24
-REPS = int(os.environ.get("BENCH_REPS", "3"))
 
 
 @dataclass(frozen=True)

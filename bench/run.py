@@ -13,11 +13,9 @@ import gc
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -28,27 +26,15 @@ import pandas as pd
 
 from bench import alerts_step, backtest_year, baselines, coldstart, driver_socket, episodes_build
 from bench.dataset import AS_OF, KEYS, Shape, documents
+from bench.timing import REPS, median_pair
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.history import documents_to_history
 from libs.models.model import ModelParams, judge, judged_mask
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-REPS = int(os.environ.get("BENCH_REPS", "3"))
 PERIODS = (3, 7, 30)
 LOOKBACK_HOURS = 24
 PARAMS = ModelParams(SIGNALS, PERIODS, 1.5, 4)
-
-
-def _median_pair(first: Callable[[], Any], second: Callable[[], Any], reps: int = REPS) -> tuple[float, float]:
-    """Median seconds of two callables, run alternately."""
-    a, b = [], []
-    for _ in range(reps):
-        for sink, call in ((a, first), (b, second)):
-            gc.collect()
-            started = time.perf_counter()
-            call()
-            sink.append(time.perf_counter() - started)
-    return statistics.median(a), statistics.median(b)
 
 
 def _machine() -> dict[str, Any]:
@@ -123,7 +109,7 @@ def main() -> int:
     print(f"dataset: {len(docs):,} documents in {results['dataset']['generated_s']} s", flush=True)
 
     ids_since = AS_OF - timedelta(hours=LOOKBACK_HOURS)
-    load_s, records_s = _median_pair(
+    load_s, records_s = median_pair(
         lambda: documents_to_history(docs, SIGNALS, ids_since=ids_since),
         lambda: pd.DataFrame.from_records(docs, columns=list(KEYS)),
     )
@@ -142,7 +128,7 @@ def main() -> int:
 
     judged = judged_mask(frame, as_of=AS_OF, since=None, lookback_hours=LOOKBACK_HOURS, coin_ids=None)
     windows = baselines.locate_latest_windows(frame, judged, PERIODS)
-    latest_s, bound_s = _median_pair(
+    latest_s, bound_s = median_pair(
         lambda: _latest(frame), lambda: baselines.numpy_latest_bound(frame, windows, SIGNALS)
     )
     results["latest"] = {
@@ -158,7 +144,7 @@ def main() -> int:
     print(f"alerts step, quiet: {quiet['alerts_s'] * 1000:.0f} ms vs model {quiet['model_s']:.2f} s", flush=True)
 
     subset = frame[frame["coin_id"].isin(frame["coin_id"].unique()[:200])].reset_index(drop=True)
-    subset_s, _ = _median_pair(lambda: _latest(subset), lambda: None)
+    subset_s, _ = median_pair(lambda: _latest(subset), lambda: None)
     started = time.perf_counter()
     naive = baselines.naive_latest(subset, AS_OF, LOOKBACK_HOURS, SIGNALS, PERIODS, PARAMS.min_observations)
     naive_s = time.perf_counter() - started
@@ -173,7 +159,7 @@ def main() -> int:
     print(f"latest, 200 coins: {subset_s:.3f} s vs naive loop {naive_s:.1f} s", flush=True)
 
     since = AS_OF - timedelta(days=7)
-    range_s, primitive_s = _median_pair(
+    range_s, primitive_s = median_pair(
         lambda: _range(frame, since), lambda: baselines.pandas_range_primitive(frame, since, SIGNALS, PERIODS)
     )
     judged_range = judged_mask(frame, as_of=AS_OF, since=since, lookback_hours=LOOKBACK_HOURS, coin_ids=None)

@@ -20,7 +20,8 @@ from tests.fakes.episodes_reference import DEFAULTS, Rules, reference_raises
 from tests.fakes.reference import expected_entry, usable_number
 
 
-def _usable(doc: dict[str, Any]) -> bool:
+def usable_document(doc: dict[str, Any]) -> bool:
+    """A document with a non-empty string coin_id and a date timestamp (contract §2)."""
     return isinstance(doc.get("coin_id"), str) and doc["coin_id"] != "" and isinstance(doc.get("timestamp"), datetime)
 
 
@@ -42,7 +43,7 @@ def reference_latest_raises(
     """The entries a latest-mode message at ``as_of`` finds raising: each coin's newest observation in
     ``(as_of − lookback, as_of]``, every step of its memory judged from its own window."""
     lookback, memory = timedelta(hours=rules.lookback_hours), timedelta(hours=rules.memory_hours)
-    docs = [doc for doc in documents if _usable(doc)]
+    docs = [doc for doc in documents if usable_document(doc)]
     by_coin: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         by_coin.setdefault(doc["coin_id"], []).append(doc)

@@ -13,12 +13,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.fakes.alerts_reference import iso, reference_alerts, reference_latest_raises
+from tests.fakes.alerts_reference import iso, reference_alerts, reference_latest_raises, usable_document
 from tests.fakes.episodes_reference import DEFAULTS, Rules
-
-
-def _usable(doc: dict[str, Any]) -> bool:
-    return isinstance(doc.get("coin_id"), str) and doc["coin_id"] != "" and isinstance(doc.get("timestamp"), datetime)
 
 
 def reference_backtest_alerts(
@@ -39,7 +35,9 @@ def reference_backtest_alerts(
         {
             doc["timestamp"]
             for doc in documents
-            if _usable(doc) and since <= doc["timestamp"] <= as_of and (coin_ids is None or doc["coin_id"] in coin_ids)
+            if usable_document(doc)
+            and since <= doc["timestamp"] <= as_of
+            and (coin_ids is None or doc["coin_id"] in coin_ids)
         }
     )
     first = iso(since)

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
+from tests.fakes.reference import usable_number
+
 #: contract §9's defaults, written out again here (not imported from the code under test).
 RATIO_SIGNALS = {"latest_price", "volume", "market_cap"}
 DEFAULT_FLOORS = {
@@ -226,22 +228,6 @@ def reference_raises(entries: list[dict[str, Any]], rules: Rules = DEFAULTS) -> 
     return raises
 
 
-def _reference_number(value: Any) -> float | None:
-    """contract §2's number as a finite float (int, float, Decimal128; never a boolean), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
-    elif type(value).__name__ == "Decimal128":
-        number = float(value.to_decimal())
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _walk_stored_entries(
     documents: Iterable[dict[str, Any]],
     signals: Iterable[str],
@@ -274,7 +260,7 @@ def _walk_stored_entries(
                 if wanted_periods is not None and int(key[:-1]) not in wanted_periods:
                     continue
                 numbers = {
-                    name: _reference_number(stored.get(name)) for name in ("value", "q1", "q3", "lower", "upper", "k")
+                    name: usable_number(stored.get(name)) for name in ("value", "q1", "q3", "lower", "upper", "k")
                 }
                 flag = stored.get("is_anomaly")
                 rows.append(
