@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.timing import REPS
+from bench.timing import REPS, median_pair
 from libs.models.episodes import build_episodes
+from libs.models.severity import SeverityScale
 from libs.tools.report.entries import documents_to_entries
 
 AS_OF = datetime(2024, 11, 1)
@@ -42,6 +43,7 @@ PERIODS = (3, 7, 30)
 SIGNALS = ("latest_price", "volume", "volatility_risk_score")
 K = 1.5
 LOOKBACK_HOURS = 24
+SCALE = SeverityScale()
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,11 @@ def measure(shape: EntriesShape | None = None, reps: int = REPS) -> dict[str, An
     documents = stored_documents(shape)
     generated_s = time.perf_counter() - started
     entries = documents_to_entries(documents, SIGNALS).frame
-    episodes = build_episodes(entries, LOOKBACK_HOURS)
-    from bench.run import _median_pair  # the timing every figure uses (bench.run imports this module)
+    episodes = build_episodes(entries, LOOKBACK_HOURS, SCALE)
 
-    load_s, build_s = _median_pair(
+    load_s, build_s = median_pair(
         lambda: documents_to_entries(documents, SIGNALS),
-        lambda: build_episodes(entries, LOOKBACK_HOURS),
+        lambda: build_episodes(entries, LOOKBACK_HOURS, SCALE),
         reps=reps,
     )
     flagged = int(entries["is_anomaly"].fillna(False).sum())
