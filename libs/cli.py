@@ -460,6 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     from libs.helpers.constants_helper import SIGNALS
 
     parser = _Parser(prog="python -m libs.cli", description=__doc__.splitlines()[0])
+    parser.set_defaults(reads_settings=True)
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -513,7 +514,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-receive-count", type=_positive, help="receives before the DLQ (default: deploy/queue.yml's, 5)"
     )
     local_queue.add_argument("--serve-seconds", type=_seconds, help="stop after this long (default: until Ctrl-C)")
-    local_queue.set_defaults(run=_local_queue)
+    local_queue.set_defaults(run=_local_queue, reads_settings=False)
 
     enqueue = commands.add_parser("enqueue", parents=[queue], help="the producer: coins split into request messages")
     coins = enqueue.add_mutually_exclusive_group()
@@ -588,13 +589,13 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--periods", help="comma-separated window lengths in days (default: ANOMALY_PERIODS)")
     backtest.add_argument("--events", help="a CSV of known events (name,coin_ids,onset,hours), e.g. data/events.csv")
     backtest.add_argument("--out", required=True, help="directory for alerts.json, summary.json and index.html")
-    backtest.set_defaults(run=_backtest)
+    backtest.set_defaults(run=_backtest, reads_settings=False)  # a file needs no store: it reads its own way
 
     redrive = commands.add_parser(
         "redrive", parents=[queue], help="move the DLQ's messages (from the queue's RedrivePolicy) back, each once"
     )
     redrive.add_argument("--dry-run", action="store_true", help="list them (id, receives, body) and move nothing")
-    redrive.set_defaults(run=_redrive)
+    redrive.set_defaults(run=_redrive, reads_settings=False)
 
     indexes = commands.add_parser("ensure-indexes", help="create the {coin_id: 1, timestamp: 1} index")
     indexes.set_defaults(run=_ensure_indexes)
@@ -605,6 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit status (2 for a configuration, request, store or queue error)."""
     args = _parser().parse_args(argv)
     try:
+        if args.reads_settings:  # a bad setting stops the command before it loads pandas and the driver
+            from libs.helpers.constants_helper import get_settings
+
+            get_settings()
         return args.run(args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

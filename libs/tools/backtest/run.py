@@ -74,9 +74,9 @@ def backtest_settings(*, reads_store: bool) -> Settings:
     """The configuration of contract §7; a backtest of a file runs without a store configured.
 
     The alerts depend on the model, severity and alert settings only, so
-    ``--input`` on a machine with no connection settings reads them with the
-    embedded store as the (unused) connection instead of stopping at a missing
-    ``MONGODB_URI``. A malformed value of any variable still stops it.
+    ``--input`` reads them with the embedded store as the (unused) connection
+    when the connection settings are missing or malformed, instead of stopping
+    at them; a malformed value of any other variable still stops it.
     """
     try:
         return get_settings()
