@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from libs.helpers.constants_helper import SIGNALS
 from libs.models.episodes import build_episodes, iso_utc_ms
 from libs.models.severity import SeverityScale
+from libs.tools.pages import format_value
 from libs.tools.report.entries import ENTRY_COLUMNS, documents_to_entries, entries_query, flagged_rows
-from libs.tools.report.page import PageView, Plot, format_duration, format_value, render_page, worst_episode
+from libs.tools.report.page import PageView, Plot, format_duration, render_page, worst_episode
 from libs.tools.report.scope import ReportArgumentError, report_scope
 from libs.tools.report.shaping import episodes_json, report_counts
 from tests.fakes.episodes_reference import (

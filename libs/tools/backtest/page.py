@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from libs.models.severity import SPIKE
 from libs.tools.backtest.build import BacktestResult, EventOutcome, alert_dates, alert_times, busiest_days
-from libs.tools.plot import compact_number
+from libs.tools.pages import direction_badge, format_value, when
 
 #: Alerts listed in the most-severe table (alerts.json holds them all).
 MOST_SEVERE = 50
@@ -205,22 +204,6 @@ def _event_bands(result: BacktestResult, buckets: Buckets, step: float, height: 
     return bands
 
 
-def _when(moment: datetime | pd.Timestamp | np.datetime64) -> str:
-    """Minutes, or seconds when the moment is not on a minute (an ``--as-of`` date ends at 23:59:59.999)."""
-    stamp = pd.Timestamp(moment)
-    return stamp.strftime("%Y-%m-%d %H:%M" if stamp.second == 0 and stamp.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
-
-
-def format_value(value: float) -> str:
-    """A signal value for reading at a glance (the report's form): 1.23 B, 45,210, 0.01234; — when missing."""
-    return compact_number(value, precise=True) if np.isfinite(value) else "—"
-
-
-def _direction(direction: str) -> str:
-    arrow = "▲" if direction == SPIKE else "▼"
-    return f'<span class="dir {escape(direction)}">{arrow} {escape(direction)}</span>'
-
-
 def _cards(result: BacktestResult) -> str:
     counts = result.counts
     levels = " · ".join(f"level {level}: {count:,}" for level, count in result.by_level().items()) or "none"
@@ -273,7 +256,7 @@ def _event_rows(events: tuple[EventOutcome, ...]) -> str:
         event = outcome.event
         if outcome.caught:
             verdict = '<span class="yes">✓ caught</span>'
-            first = _when(outcome.first_alert) if outcome.first_alert else "—"
+            first = when(outcome.first_alert) if outcome.first_alert else "—"
             lag = f"{outcome.lag_hours:,.1f} h"
         else:
             verdict = (
@@ -284,7 +267,7 @@ def _event_rows(events: tuple[EventOutcome, ...]) -> str:
             first, lag = "—", "—"
         rows.append(
             f'<tr><td class="n">{number}</td><td class="name">{escape(event.name)}</td>'
-            f'<td>{escape(" ".join(event.coin_ids))}</td><td class="t">{_when(event.onset)}</td>'
+            f'<td>{escape(" ".join(event.coin_ids))}</td><td class="t">{when(event.onset)}</td>'
             f'<td class="n">{event.hours:g} h</td><td>{verdict}</td><td class="n">{outcome.alerts:,}</td>'
             f'<td class="t">{first}</td><td class="n">{lag}</td></tr>'
         )
@@ -356,8 +339,8 @@ def _most_severe(result: BacktestResult) -> str:
         )
         rows.append(
             f'<tr><td class="n">{rank}</td><td class="coin">{escape(str(row.coin_id))}</td>'
-            f'<td>{escape(str(row.signal))}</td><td class="t">{_when(times[rank - 1])}</td>'
-            f'<td>{_direction(str(row.direction))}</td><td class="n lvl">{int(row.level)}</td>'
+            f'<td>{escape(str(row.signal))}</td><td class="t">{when(times[rank - 1])}</td>'
+            f'<td>{direction_badge(str(row.direction))}</td><td class="n lvl">{int(row.level)}</td>'
             f'<td class="n">{_severity(float(row.severity))}{flat}</td>'
             f'<td class="n">{escape(format_value(float(row.value)))}</td>'
             f"<td>{periods.get(int(row.alert), '')}</td></tr>"
@@ -383,7 +366,7 @@ def _empty(result: BacktestResult) -> str:
     if result.counts.observations == 0:
         return (
             '<div class="empty"><strong>No observations in this period.</strong> Nothing is stamped from '
-            f"{_when(result.scope.since)} to {_when(result.scope.as_of)} UTC for these filters: check the dates, "
+            f"{when(result.scope.since)} to {when(result.scope.as_of)} UTC for these filters: check the dates, "
             "the coins and the input.</div>"
         )
     return (
@@ -397,7 +380,7 @@ def render_page(view: PageView) -> str:
     """The whole page as HTML text (UTF-8)."""
     result = view.result
     scope = result.scope
-    period = f"{_when(scope.since)} → {_when(scope.as_of)} UTC"
+    period = f"{when(scope.since)} → {when(scope.as_of)} UTC"
     coins = "all" if scope.coin_ids is None else ", ".join(scope.coin_ids)
     if len(coins) > 200:
         coins = coins[:199] + "…"

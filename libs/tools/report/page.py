@@ -16,8 +16,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from libs.models.severity import SPIKE
-from libs.tools.plot import compact_number
+from libs.tools.pages import direction_badge, format_value, when
 from libs.tools.report.scope import ReportScope
 from libs.tools.report.shaping import ReportCounts, severity_text
 
@@ -51,24 +50,13 @@ class PageView:
     plots: tuple[Plot, ...]
 
 
-def _when(moment: datetime | pd.Timestamp) -> str:
-    """Minutes, or seconds when the moment is not on a minute (an ``--as-of`` date ends at 23:59:59.999)."""
-    stamp = pd.Timestamp(moment)
-    return stamp.strftime("%Y-%m-%d %H:%M" if stamp.second == 0 and stamp.microsecond == 0 else "%Y-%m-%d %H:%M:%S")
-
-
 def _time_format(scope: ReportScope) -> str:
     """Table times: month, day and time; the year too when the period spans two years."""
     return "%b %d %H:%M" if scope.since.year == scope.as_of.year else "%Y %b %d %H:%M"
 
 
 def _period(scope: ReportScope) -> str:
-    return f"{_when(scope.since)} → {_when(scope.as_of)} UTC"
-
-
-def format_value(value: float) -> str:
-    """A signal value for reading at a glance: 1.23 B, 45,210, 63.52, 0.01234 (— when missing)."""
-    return compact_number(value, precise=True) if np.isfinite(value) else "—"
+    return f"{when(scope.since)} → {when(scope.as_of)} UTC"
 
 
 def format_duration(seconds: float) -> str:
@@ -82,11 +70,6 @@ def format_duration(seconds: float) -> str:
     if hours < 24:
         return f"{hours} h"
     return f"{hours // 24} d {hours % 24} h" if hours % 24 else f"{hours // 24} d"
-
-
-def _direction(direction: str) -> str:
-    arrow = "▲" if direction == SPIKE else "▼"
-    return f'<span class="dir {escape(direction)}">{arrow} {escape(direction)}</span>'
 
 
 def _severity(severity: float, flat: bool, scale: float) -> str:
@@ -245,7 +228,7 @@ def _episode_rows(episodes: pd.DataFrame, plotted: set[int], time_format: str) -
         top = ' class="top"' if rank in plotted else ""
         rows.append(
             f'<tr{top}><td class="n rank">{link}</td><td class="coin">{escape(coin)}</td>'
-            f'<td>{escape(signal)}</td><td class="n">{period}-day</td><td>{_direction(direction)}</td>'
+            f'<td>{escape(signal)}</td><td class="n">{period}-day</td><td>{direction_badge(direction)}</td>'
             f'<td>{_severity(severity, flat, scale)}</td><td class="n">{escape(format_value(value))}</td>'
             f'<td class="t">{peak}</td><td class="t">{_span(start, end, day0, day1)}</td>'
             f'<td class="n">{count}</td><td class="n">{format_duration(span)}</td></tr>'
@@ -279,11 +262,11 @@ def _figures(view: PageView) -> str:
         episode = episodes.iloc[plot.rank - 1]
         severity = severity_text(float(episode["peak_severity"]), bool(episode["flat_window"]))
         count = int(episode["observations"])
-        span = f"{_when(episode['start'])} → {_when(episode['end'])}, " if episode["start"] != episode["end"] else ""
+        span = f"{when(episode['start'])} → {when(episode['end'])}, " if episode["start"] != episode["end"] else ""
         facts = (
-            f"{_direction(str(episode['direction']))} · {escape(severity)} · "
+            f"{direction_badge(str(episode['direction']))} · {escape(severity)} · "
             f"{count} flagged observation{'s' if count != 1 else ''}, {span}"
-            f"peak {escape(format_value(float(episode['peak_value'])))} at {_when(episode['peak_timestamp'])}"
+            f"peak {escape(format_value(float(episode['peak_value'])))} at {when(episode['peak_timestamp'])}"
         )
         figures.append(
             f'<figure id="plot-{plot.rank}" class="plot">'
@@ -313,13 +296,13 @@ def _empty_state(counts: ReportCounts, scope: ReportScope) -> str:
     if counts.entries == 0 and counts.unusable:
         return (
             '<div class="empty"><strong>No usable stored entries in this period.</strong> '
-            f"Every entry stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC for these filters has "
+            f"Every entry stamped from {when(scope.since)} to {when(scope.as_of)} UTC for these filters has "
             "numbers that cannot be used (above): check what wrote them.</div>"
         )
     if counts.entries == 0:
         return (
             '<div class="empty"><strong>No stored entries in this period.</strong> '
-            f"Nothing the function judged is stamped from {_when(scope.since)} to {_when(scope.as_of)} UTC "
+            f"Nothing the function judged is stamped from {when(scope.since)} to {when(scope.as_of)} UTC "
             "for these filters: "
             "check the dates, or whether the function has run for them.</div>"
         )
