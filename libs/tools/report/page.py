@@ -247,7 +247,7 @@ def _episode_table(episodes: pd.DataFrame, plotted: set[int], time_format: str) 
         '<div class="scroll"><table id="episodes" class="grid">'
         "<thead><tr>"
         '<th class="n">#</th><th>coin</th><th>signal</th><th class="n">window</th><th>direction</th>'
-        '<th title="how many IQRs beyond the fence the peak lies">severity (IQR)</th>'
+        '<th title="how far beyond its fence the peak lies, in units of its window\'s spread">severity</th>'
         '<th class="n">peak value</th><th>peak at</th><th>flagged from → to</th>'
         '<th class="n" title="flagged observations in the episode">flagged</th>'
         '<th class="n" title="first to last flagged observation">lasted</th>'
@@ -363,8 +363,10 @@ def render_page(view: PageView) -> str:
 <footer>
 <p><strong>How to read it.</strong> An <em>episode</em> is a run of consecutive observations of one coin's
 signal flagged for one window in the same direction, each at most {view.lookback_hours} h after the one before.
-<em>Severity</em> is how many interquartile ranges (IQR) the peak lies beyond the fence it crossed:
-at k = 1.5, a severity of 1.5 is Tukey's "far out" (3 IQR beyond the quartile). Times are UTC.
+<em>Severity</em> is how far the peak lies beyond the fence it crossed, in units of its window's spread:
+for prices, volumes and market caps on the log scale (ln(value / fence) over ln(q3 / q1), at least
+<code>SEVERITY_RELATIVE_FLOOR</code>), for the scores and the volatility index in their own units (over the
+IQR, at least the signal's <code>SEVERITY_ABSOLUTE_FLOORS</code>). Times are UTC.
 Every episode, in this order, is in <code>episodes.json</code> beside this page.</p>
 </footer>
 </body>
