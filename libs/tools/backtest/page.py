@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from libs.tools.backtest.build import BacktestResult, EventOutcome, alert_dates, alert_times, busiest_days
-from libs.tools.pages import direction_badge, format_value, when
+from libs.tools.pages import BASE_STYLE, direction_badge, format_value, when
 
 #: Alerts listed in the most-severe table (alerts.json holds them all).
 MOST_SEVERE = 50
@@ -425,29 +425,16 @@ is in <code>alerts.json</code> beside this page, the counts in <code>summary.jso
 """
 
 
-_STYLE = """
+_STYLE = (
+    """
 :root { --ink:#1d2733; --muted:#5d6b7a; --line:#e3e8ee; --bg:#f6f8fa; --card:#fff;
   --spike:#c62828; --dip:#1565c0; --accent:#0b5cad; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-  color:var(--ink); background:var(--bg); }
-header { background:#14202e; color:#fff; padding:20px 32px 16px; }
-header h1 { margin:0; font-size:22px; font-weight:600; letter-spacing:.2px; }
-header .period { margin:4px 0 12px; font-size:18px; color:#cfe0f5; font-variant-numeric:tabular-nums; }
-.filters { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0; font-size:13px; }
-.filters div { display:flex; gap:6px; }
-.filters dt { color:#8fa6bf; }
-.filters dd { margin:0; color:#fff; }
-main { max-width:1320px; margin:0 auto; padding:20px 32px 8px; }
-h2 { font-size:17px; margin:28px 0 6px; }
+"""
+    + BASE_STYLE
+    + """
 h3 { font-size:14px; margin:2px 0 6px; }
 h3.spaced { margin-top:18px; }
 .cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(220px, 1fr)); gap:14px; }
-.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:12px 16px; }
-.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.6px; }
-.card .big { font-size:30px; font-weight:600; font-variant-numeric:tabular-nums; }
-.small { font-size:12px; }
-.muted { color:var(--muted); }
 .settings { display:grid; grid-template-columns:repeat(auto-fill, minmax(300px, 1fr)); gap:4px 24px; margin:0;
   background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 16px; font-size:13px; }
 .settings div.wide { grid-column:1 / -1; }
@@ -470,25 +457,12 @@ svg.chart g.event text { text-anchor:middle; fill:#0b5cad; font-weight:600; }
 .box { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:8px 12px; }
 .scroll { max-height:720px; overflow:auto; padding:0; }
 .two { display:grid; grid-template-columns:repeat(auto-fit, minmax(320px, 1fr)); gap:14px; margin-top:20px; }
-table.grid { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
-.grid th, .grid td { padding:5px 9px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
-.grid thead th { position:sticky; top:0; background:#eef2f6; font-weight:600; font-size:12px; color:#3b4856;
-  z-index:1; }
-.grid .n { text-align:right; }
 .grid th[scope=row] { font-weight:500; }
 .grid tbody tr:nth-child(even) { background:#fafbfc; }
 .grid td.coin, .grid td.name { font-weight:600; }
 .grid td.t { color:#3b4856; }
 .grid td.lvl { font-weight:600; }
-.dir { font-weight:600; }
-.dir.spike { color:var(--spike); }
-.dir.dip { color:var(--dip); }
 .yes { color:#1b7a3a; font-weight:600; }
 .no { color:var(--spike); font-weight:600; }
-.flat { display:inline-block; padding:1px 8px; border-radius:10px; background:#fff3c4; color:#7a5b00;
-  font-size:12px; }
-.empty { margin:28px 0; padding:18px 20px; border-radius:8px; background:#fff8e1; border:1px solid #f3d27a; }
-.empty.ok { background:#eaf7ee; border-color:#a7d8b5; }
-footer { max-width:1320px; margin:0 auto; padding:4px 32px 32px; color:var(--muted); font-size:13px; }
-code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
 """
+)

@@ -16,7 +16,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from libs.tools.pages import direction_badge, format_value, when
+from libs.tools.pages import BASE_STYLE, direction_badge, format_value, when
 from libs.tools.report.scope import ReportScope
 from libs.tools.report.shaping import ReportCounts, severity_text
 
@@ -378,36 +378,18 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_STYLE = """
+_STYLE = (
+    """
 :root { --ink:#1d2733; --muted:#5d6b7a; --line:#e3e8ee; --bg:#f6f8fa; --card:#fff;
   --spike:#c62828; --dip:#1565c0; --amber:#f5b700; --accent:#0b5cad; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-  color:var(--ink); background:var(--bg); }
-header { background:#14202e; color:#fff; padding:20px 32px 16px; }
-header h1 { margin:0; font-size:22px; font-weight:600; letter-spacing:.2px; }
-header .period { margin:4px 0 12px; font-size:18px; color:#cfe0f5; font-variant-numeric:tabular-nums; }
-.filters { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0; font-size:13px; }
-.filters div { display:flex; gap:6px; }
-.filters dt { color:#8fa6bf; }
-.filters dd { margin:0; color:#fff; }
-main { max-width:1320px; margin:0 auto; padding:20px 32px 8px; }
-h2 { font-size:17px; margin:28px 0 6px; }
+"""
+    + BASE_STYLE
+    + """
 .overview { display:flex; flex-wrap:wrap; gap:20px; align-items:flex-start; }
 .cards { display:grid; grid-template-columns:repeat(2, minmax(200px, 1fr)); gap:14px; flex:1 1 480px; }
-.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:12px 16px; }
-.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.6px; }
-.card .big { font-size:30px; font-weight:600; font-variant-numeric:tabular-nums; }
 .card .name { font-size:22px; line-height:36px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
-.small { font-size:12px; }
-.muted { color:var(--muted); }
 .window-table { flex:0 1 auto; background:var(--card); border:1px solid var(--line); border-radius:8px;
   padding:8px 12px; }
-table.grid { border-collapse:collapse; width:100%; font-variant-numeric:tabular-nums; }
-.grid th, .grid td { padding:5px 9px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
-.grid thead th { position:sticky; top:0; background:#eef2f6; font-weight:600; font-size:12px; color:#3b4856;
-  z-index:1; }
-.grid .n { text-align:right; }
 .grid td.hot { color:var(--spike); font-weight:600; }
 .grid .of { color:var(--muted); font-weight:400; font-size:12px; }
 .grid tfoot th, .grid tfoot td { border-bottom:0; font-weight:600; }
@@ -419,15 +401,10 @@ table.grid { border-collapse:collapse; width:100%; font-variant-numeric:tabular-
   background:var(--accent); color:#fff; text-decoration:none; font-weight:600; font-size:12px; }
 #episodes td.coin { font-weight:600; }
 #episodes td.t { color:#3b4856; }
-.dir { font-weight:600; }
-.dir.spike { color:var(--spike); }
-.dir.dip { color:var(--dip); }
 .sev { display:inline-flex; align-items:center; gap:8px; min-width:120px; }
 .sev .bar { display:inline-block; height:8px; border-radius:4px; background:linear-gradient(90deg,#f3a683,#c62828);
   flex:0 0 auto; }
 .sev .num { font-weight:600; }
-.flat { display:inline-block; padding:1px 8px; border-radius:10px; background:#fff3c4; color:#7a5b00;
-  font-size:12px; }
 figure.plot { margin:0 0 22px; background:var(--card); border:1px solid var(--line); border-radius:8px;
   padding:12px 14px; }
 figure.plot figcaption { font-size:15px; margin-bottom:8px; }
@@ -435,8 +412,5 @@ figure.plot .facts { display:block; font-size:13px; color:var(--muted); margin-t
 figure.plot img { display:block; max-width:100%; height:auto; }
 .badge { display:inline-block; background:var(--accent); color:#fff; border-radius:10px; padding:0 8px;
   font-size:13px; font-weight:600; }
-.empty { margin:28px 0; padding:18px 20px; border-radius:8px; background:#fff8e1; border:1px solid #f3d27a; }
-.empty.ok { background:#eaf7ee; border-color:#a7d8b5; }
-footer { max-width:1320px; margin:0 auto; padding:4px 32px 32px; color:var(--muted); font-size:13px; }
-code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
 """
+)
